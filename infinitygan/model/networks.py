@@ -1,0 +1,265 @@
+"""InfinityGAN networks: structure synthesizer G_S, texture synthesizer G_T, Generator, and the
+discriminator with the auxiliary vertical-coordinate head.
+
+The generator is a pure function of explicit inputs (z_g, z_l window, coordinate window, W+ and
+noise maps), so training can feed `torch.randn` while the canvas renderer feeds hashed latents
+(STYLE rule 5). Nothing pads with zeros: every conv is valid, which is what makes a large window
+equal to the same window assembled from tiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import geometry
+from .config import DiscriminatorConfig, GeneratorConfig
+from .ops import (
+    EqualConv2d,
+    EqualLinear,
+    blur_kernel,
+    center_crop,
+    fused_lrelu,
+    modulated_conv2d,
+    upsample_rgb,
+)
+
+
+class PixelNorm(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
+
+
+class StyledConv(nn.Module):
+    """Modulated conv (optionally the aligned up-conv) + noise injection + fused lrelu."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, style_dim: int, kernel: int, up: bool = False,
+        use_noise: bool = True,
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
+        self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
+        self.noise_strength = nn.Parameter(torch.zeros(1)) if use_noise else None
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+        self.up = up
+
+    def forward(
+        self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        out = modulated_conv2d(x, self.weight * self.scale, self.modulation(style), up=self.up)
+        if self.noise_strength is not None:
+            if noise is None:
+                noise = torch.randn(
+                    out.shape[0], 1, out.shape[2], out.shape[3], device=out.device, dtype=out.dtype
+                )
+            out = out + self.noise_strength * noise
+        return fused_lrelu(out, self.bias)
+
+
+class ToRGB(nn.Module):
+    """1x1 modulated conv without demodulation, plus bias."""
+
+    def __init__(self, in_ch: int, style_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(3, in_ch, 1, 1))
+        self.scale = 1.0 / math.sqrt(in_ch)
+        self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
+        self.bias = nn.Parameter(torch.zeros(3))
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        out = modulated_conv2d(
+            x, self.weight * self.scale, self.modulation(style), demodulate=False
+        )
+        return out + self.bias.view(1, 3, 1, 1)
+
+
+class StructureSynthesizer(nn.Module):
+    """G_S: valid (2r+1)x(2r+1) modulated convs on [features, coordinates], modulated by raw z_g.
+
+    Input window n + 2*L*r cells, output n cells (z_S). No noise, no padding.
+    """
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        k = 2 * cfg.structure_radius + 1
+        self.radius = cfg.structure_radius
+        self.layers = nn.ModuleList(
+            StyledConv(
+                (cfg.z_local_dim if i == 0 else cfg.structure_channels) + 3,
+                cfg.structure_channels,
+                cfg.z_dim,
+                k,
+                use_noise=False,
+            )
+            for i in range(cfg.structure_layers)
+        )
+
+    def forward(
+        self, z_global: torch.Tensor, z_local: torch.Tensor, coords: torch.Tensor
+    ) -> torch.Tensor:
+        assert z_local.shape[2:] == coords.shape[2:], (z_local.shape, coords.shape)
+        x = z_local  # [B, Cl, H, W]
+        for i, layer in enumerate(self.layers):
+            m = i * self.radius
+            c = coords[:, :, m : coords.shape[2] - m, m : coords.shape[3] - m]
+            x = layer(torch.cat((x, c.to(x.dtype)), dim=1), z_global)  # [B, C, H-2r(i+1), ...]
+        return x
+
+
+class TextureSynthesizer(nn.Module):
+    """G_T: StyleGAN2 synthesis on z_S instead of a constant, no zero padding, RGB skips."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.ups = nn.ModuleList()
+        self.convs = nn.ModuleList()
+        self.to_rgbs = nn.ModuleList()
+        in_ch = cfg.structure_channels
+        for ch in cfg.texture_channels:
+            self.ups.append(StyledConv(in_ch, ch, cfg.z_dim, 3, up=True))
+            self.convs.append(StyledConv(ch, ch, cfg.z_dim, 3))
+            self.to_rgbs.append(ToRGB(ch, cfg.z_dim))
+            in_ch = ch
+
+    def forward(
+        self,
+        z_s: torch.Tensor,
+        w_plus: torch.Tensor,
+        noise: Sequence[torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
+        n_layers = 2 * len(self.ups)
+        if noise is None:
+            noise = [None] * n_layers
+        assert len(noise) == n_layers, f"expected {n_layers} noise maps, got {len(noise)}"
+        x, rgb = z_s, None
+        for i, (up, conv, to_rgb) in enumerate(zip(self.ups, self.convs, self.to_rgbs)):
+            x = up(x, w_plus[:, 2 * i], noise[2 * i])  # H -> 2H-3
+            x = conv(x, w_plus[:, 2 * i + 1], noise[2 * i + 1])  # -> 2H-5
+            new = to_rgb(x, w_plus[:, 2 * i + 2])
+            if rgb is not None:  # skip: 2H'-1 -> centre crop 2 per side -> 2H'-5
+                new = new + center_crop(upsample_rgb(rgb), new.shape[2], new.shape[3])
+            rgb = new
+        return rgb
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        layers: list[nn.Module] = [PixelNorm()]
+        layers += [
+            EqualLinear(cfg.z_dim, cfg.z_dim, lr_mul=cfg.mapping_lr_mul, activate=True)
+            for _ in range(cfg.n_mapping)
+        ]
+        self.mapping = nn.Sequential(*layers)
+        self.structure = StructureSynthesizer(cfg)
+        self.texture = TextureSynthesizer(cfg)
+
+    def broadcast_styles(self, w: torch.Tensor) -> torch.Tensor:
+        """[B, D] -> W+ [B, n_styles, D]."""
+        return w[:, None, :].expand(-1, self.cfg.n_styles, -1)
+
+    def forward(
+        self,
+        z_global: torch.Tensor,
+        z_local: torch.Tensor,
+        coords: torch.Tensor,
+        w_plus: torch.Tensor | None = None,
+        noise: Sequence[torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
+        """z_global [B, Z], z_local [B, Cl, H, W], coords [B, 3, H, W] -> RGB [B, 3, h, w].
+
+        h = 2**k * (H - 2*L*r - 5) + 5 (see geometry.py). w_plus defaults to mapping(z_global)
+        for every layer; noise defaults to fresh torch.randn (training).
+        """
+        if w_plus is None:
+            w_plus = self.broadcast_styles(self.mapping(z_global))
+        z_s = self.structure(z_global, z_local, coords)
+        rgb = self.texture(z_s, w_plus, noise)
+        expect = geometry.texture_output_size(z_s.shape[2], self.cfg.n_up)
+        assert rgb.shape[2] == expect, (rgb.shape, expect)
+        return rgb
+
+
+class Blur(nn.Module):
+    def __init__(self, pad: tuple[int, int]) -> None:
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = blur_kernel([1, 3, 3, 1], 1.0, x.shape[1], x.device, x.dtype)
+        x = F.pad(x, (self.pad[0], self.pad[1], self.pad[0], self.pad[1]))
+        return F.conv2d(x, k, groups=x.shape[1])
+
+
+class ConvAct(nn.Module):
+    """Equalised conv (+ blur before a stride-2 conv) + fused lrelu, as in StyleGAN2's D."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, down: bool = False) -> None:
+        super().__init__()
+        if down:
+            p = (4 - 2) + (kernel - 1)
+            self.blur: nn.Module = Blur(((p + 1) // 2, p // 2))
+            self.conv = EqualConv2d(in_ch, out_ch, kernel, stride=2, bias=False)
+        else:
+            self.blur = nn.Identity()
+            self.conv = EqualConv2d(in_ch, out_ch, kernel, padding=kernel // 2, bias=False)
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fused_lrelu(self.conv(self.blur(x)), self.bias)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.conv1 = ConvAct(in_ch, in_ch, 3)
+        self.conv2 = ConvAct(in_ch, out_ch, 3, down=True)
+        self.skip = nn.Sequential(Blur((1, 1)), EqualConv2d(in_ch, out_ch, 1, stride=2, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2.0)
+
+
+def discriminator_final_size(patch: int, n_blocks: int) -> int:
+    size = patch
+    for _ in range(n_blocks):
+        size = (size - 2) // 2 + 1  # pad 2+2, blur 4 taps, 3x3 stride 2
+    return size
+
+
+class Discriminator(nn.Module):
+    """StyleGAN2 residual D; two heads on the same features: real/fake logit and the vertical
+    coordinate of the patch in [-1, 1] (InfinityGAN's auxiliary loss)."""
+
+    def __init__(self, cfg: DiscriminatorConfig, patch_size: int) -> None:
+        super().__init__()
+        ch = cfg.channels
+        self.from_rgb = ConvAct(3, ch[0], 1)
+        self.blocks = nn.Sequential(*(ResBlock(a, b) for a, b in zip(ch[:-1], ch[1:])))
+        self.stddev_group = cfg.stddev_group
+        self.final_conv = ConvAct(ch[-1] + 1, ch[-1], 3)
+        size = discriminator_final_size(patch_size, len(ch) - 1)
+        if size < 1:
+            raise ValueError(f"patch {patch_size} px is too small for {len(ch) - 1} blocks")
+        flat = ch[-1] * size * size
+        self.adv_head = nn.Sequential(EqualLinear(flat, ch[-1], activate=True), EqualLinear(ch[-1], 1))
+        self.coord_head = nn.Sequential(
+            EqualLinear(flat, ch[-1], activate=True), EqualLinear(ch[-1], 1)
+        )
+
+    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.blocks(self.from_rgb(img))
+        b, c, h, w = x.shape
+        group = math.gcd(b, self.stddev_group)
+        y = x.view(group, -1, c, h, w)
+        std = torch.sqrt(y.var(dim=0, unbiased=False) + 1e-8).mean(dim=(1, 2, 3))  # [B/group]
+        std = std.view(-1, 1, 1, 1).repeat(group, 1, h, w)
+        x = self.final_conv(torch.cat((x, std), dim=1)).flatten(1)
+        return self.adv_head(x).squeeze(1), self.coord_head(x).squeeze(1)

@@ -1,0 +1,156 @@
+"""Plain-PyTorch building blocks (CPU and CUDA, no compiled extensions, nothing runs at import).
+
+Equalised learning rate (weights stored N(0,1), scaled at run time), modulated/demodulated
+convolution with the modulation applied to activations so a batch of different styles shares one
+ordinary convolution (fast in channels_last on CPU), the padding-free aligned up-convolution with
+its [1,2,1] blur, and the bilinear RGB skip upsampler.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SQRT2 = math.sqrt(2.0)
+
+
+def fused_lrelu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """lrelu(x + b, 0.2) * sqrt(2), the StyleGAN2 activation (gain keeps the variance)."""
+    return F.leaky_relu(x + bias.view(1, -1, 1, 1), 0.2) * SQRT2
+
+
+class EqualLinear(nn.Module):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        bias_init: float = 0.0,
+        lr_mul: float = 1.0,
+        activate: bool = False,
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+        self.activate = activate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x, self.weight * self.scale)
+        bias = self.bias * self.lr_mul
+        if self.activate:
+            return F.leaky_relu(out + bias, 0.2) * SQRT2
+        return out + bias
+
+
+class EqualConv2d(nn.Module):
+    """Plain equalised conv (discriminator)."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+        self.scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
+        self.stride = stride
+        self.padding = padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(
+            x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding
+        )
+
+
+def blur_kernel(taps: list[float], gain: float, channels: int, device, dtype) -> torch.Tensor:
+    k = torch.tensor(taps, device=device, dtype=dtype)
+    k2 = torch.outer(k, k)
+    k2 = k2 / k2.sum() * gain
+    return k2.expand(channels, 1, *k2.shape).contiguous()
+
+
+def _polyphase_up(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """conv_transpose2d(x, w, stride=2)[..., 1:-1, 1:-1] without the zero-stuffing waste.
+
+    w is a conv2d-layout weight [out, in, 3, 3] applied as a transposed kernel (no flip).
+    Output row 2m uses tap 1 of input row m; row 2m+1 uses tap 2 of row m and tap 0 of row m+1,
+    so the four phases are 1x1, 1x2, 2x1 and 2x2 valid convs of the input padded by one zero row
+    and column at the end (whose extra output row/column is dropped after interleaving).
+    """
+    b, _, h, wd = x.shape
+    xp = F.pad(x, (0, 1, 0, 1))
+    ee = F.conv2d(xp[:, :, :h, :wd], w[:, :, 1:2, 1:2])
+    eo = F.conv2d(xp[:, :, :h, :], w[:, :, 1:2, ::2].flip(3))  # taps [2, 0] along columns
+    oe = F.conv2d(xp[:, :, :, :wd], w[:, :, ::2, 1:2].flip(2))
+    oo = F.conv2d(xp, w[:, :, ::2, ::2].flip(2, 3))
+    rows_even = torch.stack((ee, eo), dim=-1)  # [B, O, H, W, 2]
+    rows_odd = torch.stack((oe, oo), dim=-1)
+    out = torch.stack((rows_even, rows_odd), dim=3)  # [B, O, H, 2, W, 2]
+    out = out.reshape(b, -1, 2 * h, 2 * wd)
+    return out[:, :, : 2 * h - 1, : 2 * wd - 1]
+
+
+def up_conv2d(x: torch.Tensor, weight: torch.Tensor, impl: str = "polyphase") -> torch.Tensor:
+    """Aligned padding-free up-conv: H -> transposed 3x3 s2 (2H+1) -> crop 1 (2H-1) -> blur (2H-3).
+
+    `impl="reference"` is the literal transposed convolution; `"polyphase"` (default) computes
+    the same values with four small convs, 1.3-3x faster on CPU in channels_last.
+    """
+    if impl == "reference":
+        y = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)[:, :, 1:-1, 1:-1]
+    elif impl == "polyphase":
+        y = _polyphase_up(x, weight)
+    else:
+        raise ValueError(f"unknown up_conv2d impl {impl!r}")
+    k = blur_kernel([1, 2, 1], 4.0, y.shape[1], y.device, y.dtype)
+    return F.conv2d(y, k, groups=y.shape[1])
+
+
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    demodulate: bool = True,
+    up: bool = False,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """StyleGAN2 modulated conv, valid padding. x [B, I, H, W], weight [O, I, k, k], styles [B, I].
+
+    Modulating the activations (x * s) and demodulating the outputs is algebraically the same as
+    scaling per-sample weights, but keeps one shared weight, so a batch is a single conv.
+    """
+    out = x * styles[:, :, None, None].to(x.dtype)
+    out = up_conv2d(out, weight) if up else F.conv2d(out, weight)
+    if demodulate:
+        # d[b, o] = rsqrt(sum_{i,k} (w[o,i,k] * s[b,i])^2)
+        wsq = weight.square().sum(dim=(2, 3))  # [O, I]
+        demod = torch.rsqrt(styles.square() @ wsq.t() + eps)  # [B, O]
+        out = out * demod[:, :, None, None].to(out.dtype)
+    return out
+
+
+def upsample_rgb(rgb: torch.Tensor) -> torch.Tensor:
+    """Bilinear transposed conv (stride 2) cropped 1 px per side: H -> 2H-1.
+
+    Row 2m is input row m, row 2m+1 the mean of rows m and m+1; same on columns.
+    """
+
+    def up_axis(t: torch.Tensor, dim: int) -> torch.Tensor:
+        n = t.shape[dim]
+        a = t.narrow(dim, 0, n - 1)
+        mid = 0.5 * (a + t.narrow(dim, 1, n - 1))
+        inter = torch.stack((a, mid), dim=dim + 1).flatten(dim, dim + 1)
+        return torch.cat((inter, t.narrow(dim, n - 1, 1)), dim=dim)
+
+    return up_axis(up_axis(rgb, 2), 3)
+
+
+def center_crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    dh, dw = x.shape[2] - h, x.shape[3] - w
+    if dh < 0 or dw < 0 or dh % 2 or dw % 2:
+        raise ValueError(f"cannot centre-crop {tuple(x.shape[2:])} to {(h, w)}")
+    return x[:, :, dh // 2 : dh // 2 + h, dw // 2 : dw // 2 + w]
