@@ -51,14 +51,22 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=_int_in(0, MAX_SEED), required=True)
     p.add_argument("--x", type=_int_in(-MAX_COORD, MAX_COORD), default=0, help="left canvas px")
-    p.add_argument("--y", type=_int_in(-MAX_COORD, MAX_COORD), default=-256,
-                   help="top canvas px (0 is the horizon)")
+    p.add_argument(
+        "--y",
+        type=_int_in(-MAX_COORD, MAX_COORD),
+        default=-256,
+        help="top canvas px (0 is the horizon)",
+    )
     p.add_argument("--width", type=_int_in(1, 2**20), default=1024)
     p.add_argument("--height", type=_int_in(1, 2**20), default=512)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--chunk", type=_int_in(1), default=None,
-                   help="max chunk side in px (default: from a memory budget)")
+    p.add_argument(
+        "--chunk",
+        type=_int_in(1),
+        default=None,
+        help="max chunk side in px (default: from a memory budget)",
+    )
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(func=_cmd_render)
 

@@ -52,8 +52,9 @@ class Rect:
                 f"{self.width}x{self.height} is {self.width * self.height} px; "
                 f"at most {MAX_REGION_PIXELS} px can be rendered at once"
             )
-        for name, lo, hi in (("x", self.x, self.x + self.width), ("y", self.y, self.y + self.height)):
-            if not lo >= -MAX_COORD and hi <= MAX_COORD:
+        spans = (("x", self.x, self.x + self.width), ("y", self.y, self.y + self.height))
+        for name, lo, hi in spans:
+            if lo < -MAX_COORD or hi > MAX_COORD:
                 raise ValueError(f"{name} range [{lo}, {hi}) is beyond +-2**50 canvas pixels")
 
 
@@ -65,8 +66,12 @@ class _Window:
     @property
     def shape_key(self) -> tuple[int, int, int, int, int, int]:
         return (
-            self.rows.n_cells, self.cols.n_cells, self.rows.crop, self.cols.crop,
-            self.rows.length, self.cols.length,
+            self.rows.n_cells,
+            self.cols.n_cells,
+            self.rows.crop,
+            self.cols.crop,
+            self.rows.length,
+            self.cols.length,
         )
 
 
@@ -90,11 +95,11 @@ def window_inputs(
     sizes_r = geometry.texture_layer_sizes(window.rows.n_cells, cfg.n_up)
     sizes_c = geometry.texture_layer_sizes(window.cols.n_cells, cfg.n_up)
     noise = [
-        noise_map(
-            seed, layer, idx.start(window.rows.cell0), idx.start(window.cols.cell0), hr, hc
-        )[None]
+        noise_map(seed, layer, idx.start(window.rows.cell0), idx.start(window.cols.cell0), hr, hc)[
+            None
+        ]
         for layer, (idx, hr, hc) in enumerate(
-            zip(geometry.texture_layer_index(cfg.n_up), sizes_r, sizes_c)
+            zip(geometry.texture_layer_index(cfg.n_up), sizes_r, sizes_c, strict=True)
         )
     ]
     return z_global, z_local, coords, noise
@@ -110,9 +115,7 @@ def _device_of(generator: Generator) -> torch.device:
     return next(generator.parameters()).device
 
 
-def _forward_group(
-    generator: Generator, jobs: Sequence[tuple[int, _Window]]
-) -> np.ndarray:
+def _forward_group(generator: Generator, jobs: Sequence[tuple[int, _Window]]) -> np.ndarray:
     cfg = generator.cfg
     device = _device_of(generator)
     inputs = [window_inputs(cfg, seed, w) for seed, w in jobs]
@@ -129,8 +132,8 @@ def _forward_group(
         for layer in range(2 * cfg.n_up)
     ]
     rgb = generator(z_global, z_local, coords, noise=noise)
-    w = jobs[0][1]
-    rgb = rgb[:, :, w.rows.crop : w.rows.crop + w.rows.length, w.cols.crop : w.cols.crop + w.cols.length]
+    rows, cols = jobs[0][1].rows, jobs[0][1].cols
+    rgb = rgb[:, :, rows.crop : rows.crop + rows.length, cols.crop : cols.crop + cols.length]
     return to_uint8(rgb)
 
 
@@ -176,16 +179,14 @@ def render_region(
 ) -> np.ndarray:
     """Render a rectangle of any size as [H, W, 3] uint8 in chunks of at most max_chunk px per
     side, so memory is bounded by the chunk, not the region."""
-    chunk = default_chunk(generator.cfg) if max_chunk is None else _check_int("max_chunk", max_chunk)
+    if max_chunk is None:
+        max_chunk = default_chunk(generator.cfg)
+    chunk = _check_int("max_chunk", max_chunk)
     if chunk < 1:
         raise ValueError(f"max_chunk must be >= 1, got {chunk}")
     check_seed(seed)
     out = np.empty((rect.height, rect.width, 3), dtype=np.uint8)
-    cells = [
-        (dy, dx)
-        for dy in range(0, rect.height, chunk)
-        for dx in range(0, rect.width, chunk)
-    ]
+    cells = [(dy, dx) for dy in range(0, rect.height, chunk) for dx in range(0, rect.width, chunk)]
     for dy, dx in tqdm(cells, desc="render", unit="chunk", disable=not progress):
         h, w = min(chunk, rect.height - dy), min(chunk, rect.width - dx)
         part = render_batch(generator, [(seed, Rect(rect.x + dx, rect.y + dy, w, h))])

@@ -136,4 +136,5 @@ def preset(name: str) -> ModelPreset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}") from None
+        choices = ", ".join(sorted(PRESETS))
+        raise ValueError(f"unknown model preset {name!r}; choose one of {choices}") from None

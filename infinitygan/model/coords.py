@@ -30,7 +30,5 @@ def coord_grid(
     c = np.arange(col0, col0 + cols, dtype=np.int64)
     v = vertical_coord(r, scale)[:, None]
     phase = horizontal_phase(c, period)[None, :]
-    grid = np.stack(
-        np.broadcast_arrays(v, np.cos(phase), np.sin(phase)), axis=0
-    )  # [3, rows, cols]
+    grid = np.stack(np.broadcast_arrays(v, np.cos(phase), np.sin(phase)), axis=0)  # [3, rows, cols]
     return torch.from_numpy(grid.astype(np.float32))

@@ -9,6 +9,7 @@ equal to the same window assembled from tiles.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -19,12 +20,15 @@ from torch import nn
 from . import geometry
 from .config import DiscriminatorConfig, GeneratorConfig
 from .ops import (
+    SQRT2,
     EqualConv2d,
     EqualLinear,
     blur_kernel,
     center_crop,
     fused_lrelu,
     modulated_conv2d,
+    modulated_weight,
+    up_conv2d,
     upsample_rgb,
 )
 
@@ -34,11 +38,21 @@ class PixelNorm(nn.Module):
         return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
 
 
+def _fast_path(x: torch.Tensor) -> bool:
+    """Inference on one sample takes the fused-weight path (see StyledConv._forward_fused)."""
+    return x.shape[0] == 1 and not torch.is_grad_enabled()
+
+
 class StyledConv(nn.Module):
     """Modulated conv (optionally the aligned up-conv) + noise injection + fused lrelu."""
 
     def __init__(
-        self, in_ch: int, out_ch: int, style_dim: int, kernel: int, up: bool = False,
+        self,
+        in_ch: int,
+        out_ch: int,
+        style_dim: int,
+        kernel: int,
+        up: bool = False,
         use_noise: bool = True,
     ) -> None:
         super().__init__()
@@ -52,6 +66,8 @@ class StyledConv(nn.Module):
     def forward(
         self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if _fast_path(x):
+            return self._forward_fused(x, style, noise)
         out = modulated_conv2d(x, self.weight * self.scale, self.modulation(style), up=self.up)
         if self.noise_strength is not None:
             if noise is None:
@@ -60,6 +76,21 @@ class StyledConv(nn.Module):
                 )
             out = out + self.noise_strength * noise
         return fused_lrelu(out, self.bias)
+
+    def _forward_fused(
+        self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Same values for one sample without activation passes: modulation, demodulation and
+        the sqrt(2) gain live in the weight (lrelu(a) * sqrt2 = lrelu(sqrt2 * a)), the bias in the
+        conv, and noise and lrelu are applied in place."""
+        w = modulated_weight(self.weight * self.scale, self.modulation(style)[0]) * SQRT2
+        bias = self.bias * SQRT2
+        out = up_conv2d(x, w, bias) if self.up else F.conv2d(x, w, bias)
+        if self.noise_strength is not None:
+            if noise is None:
+                noise = torch.randn(1, 1, out.shape[2], out.shape[3], device=out.device)
+            out.addcmul_(noise.to(out.dtype), self.noise_strength * SQRT2)
+        return F.leaky_relu_(out, 0.2)
 
 
 class ToRGB(nn.Module):
@@ -73,6 +104,9 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(3))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        if _fast_path(x):
+            w = modulated_weight(self.weight * self.scale, self.modulation(style)[0], False)
+            return F.conv2d(x, w, self.bias)
         out = modulated_conv2d(
             x, self.weight * self.scale, self.modulation(style), demodulate=False
         )
@@ -138,7 +172,9 @@ class TextureSynthesizer(nn.Module):
             noise = [None] * n_layers
         assert len(noise) == n_layers, f"expected {n_layers} noise maps, got {len(noise)}"
         x, rgb = z_s, None
-        for i, (up, conv, to_rgb) in enumerate(zip(self.ups, self.convs, self.to_rgbs)):
+        for i, (up, conv, to_rgb) in enumerate(
+            zip(self.ups, self.convs, self.to_rgbs, strict=True)
+        ):
             x = up(x, w_plus[:, 2 * i], noise[2 * i])  # H -> 2H-3
             x = conv(x, w_plus[:, 2 * i + 1], noise[2 * i + 1])  # -> 2H-5
             new = to_rgb(x, w_plus[:, 2 * i + 2])
@@ -178,6 +214,23 @@ class Generator(nn.Module):
         h = 2**k * (H - 2*L*r - 5) + 5 (see geometry.py). w_plus defaults to mapping(z_global)
         for every layer; noise defaults to fresh torch.randn (training).
         """
+        batch = z_global.shape[0]
+        if batch > 1 and z_global.device.type == "cpu" and not torch.is_grad_enabled():
+            # On CPU one sample at a time is as fast per pixel and takes the fused fast path.
+            return torch.cat(
+                [
+                    self(
+                        z_global[i : i + 1],
+                        z_local[i : i + 1],
+                        coords[i : i + 1],
+                        None if w_plus is None else w_plus[i : i + 1],
+                        None
+                        if noise is None
+                        else [n if n is None else n[i : i + 1] for n in noise],
+                    )
+                    for i in range(batch)
+                ]
+            )
         if w_plus is None:
             w_plus = self.broadcast_styles(self.mapping(z_global))
         z_s = self.structure(z_global, z_local, coords)
@@ -242,14 +295,16 @@ class Discriminator(nn.Module):
         super().__init__()
         ch = cfg.channels
         self.from_rgb = ConvAct(3, ch[0], 1)
-        self.blocks = nn.Sequential(*(ResBlock(a, b) for a, b in zip(ch[:-1], ch[1:])))
+        self.blocks = nn.Sequential(*(ResBlock(a, b) for a, b in itertools.pairwise(ch)))
         self.stddev_group = cfg.stddev_group
         self.final_conv = ConvAct(ch[-1] + 1, ch[-1], 3)
         size = discriminator_final_size(patch_size, len(ch) - 1)
         if size < 1:
             raise ValueError(f"patch {patch_size} px is too small for {len(ch) - 1} blocks")
         flat = ch[-1] * size * size
-        self.adv_head = nn.Sequential(EqualLinear(flat, ch[-1], activate=True), EqualLinear(ch[-1], 1))
+        self.adv_head = nn.Sequential(
+            EqualLinear(flat, ch[-1], activate=True), EqualLinear(ch[-1], 1)
+        )
         self.coord_head = nn.Sequential(
             EqualLinear(flat, ch[-1], activate=True), EqualLinear(ch[-1], 1)
         )

@@ -50,7 +50,12 @@ class EqualConv2d(nn.Module):
     """Plain equalised conv (discriminator)."""
 
     def __init__(
-        self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0,
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int,
+        stride: int = 1,
+        padding: int = 0,
         bias: bool = True,
     ) -> None:
         super().__init__()
@@ -74,32 +79,42 @@ def blur_kernel(taps: list[float], gain: float, channels: int, device, dtype) ->
 
 
 def _polyphase_up(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """conv_transpose2d(x, w, stride=2)[..., 1:-1, 1:-1] without the zero-stuffing waste.
+    """conv_transpose2d(x, w, stride=2) without the zero-stuffing waste: [B, O, 2H, 2W], whose
+    last row and column are junk (callers crop to 2H-1 first).
 
     w is a conv2d-layout weight [out, in, 3, 3] applied as a transposed kernel (no flip).
     Output row 2m uses tap 1 of input row m; row 2m+1 uses tap 2 of row m and tap 0 of row m+1,
     so the four phases are 1x1, 1x2, 2x1 and 2x2 valid convs of the input padded by one zero row
-    and column at the end (whose extra output row/column is dropped after interleaving).
+    and column at the end. The phases are written straight into an NHWC buffer (one pass).
     """
     b, _, h, wd = x.shape
     xp = F.pad(x, (0, 1, 0, 1))
-    ee = F.conv2d(xp[:, :, :h, :wd], w[:, :, 1:2, 1:2])
-    eo = F.conv2d(xp[:, :, :h, :], w[:, :, 1:2, ::2].flip(3))  # taps [2, 0] along columns
-    oe = F.conv2d(xp[:, :, :, :wd], w[:, :, ::2, 1:2].flip(2))
-    oo = F.conv2d(xp, w[:, :, ::2, ::2].flip(2, 3))
-    rows_even = torch.stack((ee, eo), dim=-1)  # [B, O, H, W, 2]
-    rows_odd = torch.stack((oe, oo), dim=-1)
-    out = torch.stack((rows_even, rows_odd), dim=3)  # [B, O, H, 2, W, 2]
-    out = out.reshape(b, -1, 2 * h, 2 * wd)
-    return out[:, :, : 2 * h - 1, : 2 * wd - 1]
+    phases = (
+        ((0, 0), xp[:, :, :h, :wd], w[:, :, 1:2, 1:2]),
+        ((0, 1), xp[:, :, :h, :], w[:, :, 1:2, ::2].flip(3)),  # taps [2, 0] along columns
+        ((1, 0), xp[:, :, :, :wd], w[:, :, ::2, 1:2].flip(2)),
+        ((1, 1), xp, w[:, :, ::2, ::2].flip(2, 3)),
+    )
+    out = torch.empty(b, 2 * h, 2 * wd, w.shape[0], dtype=x.dtype, device=x.device)
+    out6 = out.view(b, h, 2, wd, 2, w.shape[0])
+    for (i, j), inp, k in phases:
+        out6[:, :, i, :, j, :].copy_(F.conv2d(inp, k).permute(0, 2, 3, 1))
+    return out.permute(0, 3, 1, 2)  # NCHW view of a channels_last buffer
 
 
-def up_conv2d(x: torch.Tensor, weight: torch.Tensor, impl: str = "polyphase") -> torch.Tensor:
+def up_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    impl: str = "polyphase",
+) -> torch.Tensor:
     """Aligned padding-free up-conv: H -> transposed 3x3 s2 (2H+1) -> crop 1 (2H-1) -> blur (2H-3).
 
     `impl="reference"` is the literal transposed convolution; `"polyphase"` (default) computes
-    the same values with four small convs, 1.3-3x faster on CPU in channels_last.
+    the same values with four small convs, 1.3-3x faster on CPU in channels_last. A bias is
+    added after the blur (whose gain is 4, as in StyleGAN2's upfirdn up-sampling).
     """
+    h, w = x.shape[2], x.shape[3]
     if impl == "reference":
         y = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)[:, :, 1:-1, 1:-1]
     elif impl == "polyphase":
@@ -107,7 +122,8 @@ def up_conv2d(x: torch.Tensor, weight: torch.Tensor, impl: str = "polyphase") ->
     else:
         raise ValueError(f"unknown up_conv2d impl {impl!r}")
     k = blur_kernel([1, 2, 1], 4.0, y.shape[1], y.device, y.dtype)
-    return F.conv2d(y, k, groups=y.shape[1])
+    # blurring the junk last row/column of the polyphase buffer only adds outputs we drop
+    return F.conv2d(y, k, bias, groups=y.shape[1])[:, :, : 2 * h - 3, : 2 * w - 3]
 
 
 def modulated_conv2d(
@@ -131,6 +147,17 @@ def modulated_conv2d(
         demod = torch.rsqrt(styles.square() @ wsq.t() + eps)  # [B, O]
         out = out * demod[:, :, None, None].to(out.dtype)
     return out
+
+
+def modulated_weight(
+    weight: torch.Tensor, style: torch.Tensor, demodulate: bool = True, eps: float = 1e-8
+) -> torch.Tensor:
+    """One sample's modulated (and demodulated) weight [O, I, k, k] from its style [I]: the
+    fused form of `modulated_conv2d`, used by the inference fast path (no activation passes)."""
+    w = weight * style.view(1, -1, 1, 1)
+    if demodulate:
+        w = w * torch.rsqrt(w.square().sum(dim=(1, 2, 3), keepdim=True) + eps)
+    return w
 
 
 def upsample_rgb(rgb: torch.Tensor) -> torch.Tensor:
