@@ -71,6 +71,55 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_render)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from .model.config import TrainConfig
+    from .model.training.loop import train
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    if args.dry_run:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
+    state = train(cfg, resume=not args.fresh)
+    print(f"stopped at iteration {state.step}; state in {cfg.run_dir}")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    import dataclasses
+
+    from .model.config import PRESETS, TrainConfig
+
+    p = sub.add_parser(
+        "train",
+        help="train a model (resumes from RUN_DIR/state.safetensors)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    defaults = TrainConfig()
+    p.add_argument("--preset", choices=sorted(PRESETS), default=defaults.preset)
+    p.add_argument("--data", default=defaults.data, help="folder of training images")
+    p.add_argument("--run-dir", dest="run_dir", default=defaults.run_dir)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in {"preset", "data", "run_dir"}:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        if isinstance(value, bool):
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=value)
+        elif isinstance(value, int):
+            p.add_argument(flag, dest=f.name, type=_int_in(0), default=value)
+        elif isinstance(value, float):
+            p.add_argument(flag, dest=f.name, type=float, default=value)
+        else:
+            p.add_argument(flag, dest=f.name, default=value)
+    p.add_argument("--fresh", action="store_true", help="ignore an existing state and start over")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=_cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="infinitygan",
@@ -78,17 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_render(sub)
+    _add_train(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .model.checkpoint import CheckpointError
+    from .model.training.data import DataError
+    from .model.training.state import StateError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CheckpointError, ValueError, TypeError) as e:
+    except (CheckpointError, DataError, StateError, ValueError, TypeError) as e:
         print(f"infinitygan {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -74,7 +74,7 @@ class GeneratorConfig:
 class DiscriminatorConfig:
     """StyleGAN2 residual discriminator with the auxiliary vertical-coordinate head."""
 
-    channels: tuple[int, ...] = (64, 128, 256, 256)  # after FromRGB, then one per ResBlock
+    channels: tuple[int, ...] = (64, 128, 128, 128, 128)  # after FromRGB, then one per ResBlock
     stddev_group: int = 4
 
     @classmethod
@@ -138,3 +138,62 @@ def preset(name: str) -> ModelPreset:
     except KeyError:
         choices = ", ".join(sorted(PRESETS))
         raise ValueError(f"unknown model preset {name!r}; choose one of {choices}") from None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the model preset; written to the run directory.
+
+    Loss weights, regularisation intervals and Adam settings follow the paper's code
+    (reference-infinitygan.md section 4); the EMA half-life is in images, with a ramp-up so a
+    short CPU run still averages over its recent past.
+    """
+
+    preset: str = "small"
+    data: str = "data/landscapes"
+    run_dir: str = "runs/small"
+    batch: int = 8  # even: the diversity loss pairs samples [a, a', b, b', ...]
+    iterations: int = 100_000
+    lr: float = 0.002
+    r1_gamma: float = 10.0
+    r1_every: int = 16
+    path_weight: float = 2.0
+    path_every: int = 4
+    path_batch_shrink: int = 2
+    path_decay: float = 0.01
+    diversity_weight: float = 1.0
+    coord_weight: float = 1.0
+    mixing_prob: float = 0.9
+    ema_kimg: float = 10.0
+    ema_rampup: float = 0.05
+    augment: str = "none"  # "none" or a DiffAugment policy such as "color,translation,cutout"
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    log_every: int = 10
+    sample_every: int = 500
+    save_every: int = 100
+    checkpoint_every: int = 1000  # also writes the EMA generator as an inference checkpoint
+
+    def __post_init__(self) -> None:
+        if self.batch < 2 or self.batch % 2:
+            raise ValueError(f"batch must be even and >= 2, got {self.batch}")
+        positive = (
+            "iterations",
+            "r1_every",
+            "path_every",
+            "log_every",
+            "sample_every",
+            "save_every",
+            "checkpoint_every",
+            "path_batch_shrink",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.mixing_prob <= 1.0:
+            raise ValueError(f"mixing_prob must be in [0, 1], got {self.mixing_prob}")
+        preset(self.preset)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -14,21 +14,28 @@ import numpy as np
 import torch
 
 
-def vertical_coord(rows: np.ndarray, scale: float) -> np.ndarray:
-    return np.tanh(scale * (rows.astype(np.float64) + 0.5))
-
-
 def horizontal_phase(cols: np.ndarray, period: int) -> np.ndarray:
     return (2.0 * math.pi / period) * np.mod(cols.astype(np.int64), period).astype(np.float64)
 
 
 def coord_grid(
-    row0: int, col0: int, rows: int, cols: int, scale: float, period: int
+    row0: int,
+    col0: int,
+    rows: int,
+    cols: int,
+    scale: float,
+    period: int,
+    row_shift: float = 0.0,
+    col_shift: float = 0.0,
 ) -> torch.Tensor:
-    """[3, rows, cols] float32 coordinates of cells [row0, +rows) x [col0, +cols)."""
+    """[3, rows, cols] float32 coordinates of cells [row0, +rows) x [col0, +cols).
+
+    `row_shift` / `col_shift` (fractions of a cell) are the training-time jitter; the renderer
+    leaves them at 0.
+    """
     r = np.arange(row0, row0 + rows, dtype=np.int64)
     c = np.arange(col0, col0 + cols, dtype=np.int64)
-    v = vertical_coord(r, scale)[:, None]
-    phase = horizontal_phase(c, period)[None, :]
+    v = np.tanh(scale * (r.astype(np.float64) + 0.5 + row_shift))[:, None]
+    phase = (horizontal_phase(c, period) + 2.0 * math.pi * col_shift / period)[None, :]
     grid = np.stack(np.broadcast_arrays(v, np.cos(phase), np.sin(phase)), axis=0)  # [3, rows, cols]
     return torch.from_numpy(grid.astype(np.float32))

@@ -4,9 +4,9 @@ Every random number the renderer uses (z_g, each z_l cell channel, each noise va
 `N(0,1)`-distributed and a pure function of (seed, stream, integer coordinates). Nothing depends
 on render order or batch composition, and only the requested window is ever materialised.
 
-The hash is the splitmix64 finalizer chained over the coordinates (numpy uint64 arithmetic wraps
-modulo 2**64 by definition); the top 53 bits become a uniform in (0, 1) mapped through the
-inverse normal CDF.
+The hash is the splitmix64 finalizer chained over the stream and the coordinates (numpy uint64
+arithmetic wraps modulo 2**64 by definition); the top 53 bits become a uniform in (0, 1) mapped
+through the inverse normal CDF.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_ODD = np.uint64(0xD6E8FEB86659FD93)  # odd, so h -> h * _ODD is a bijection
 _S30, _S27, _S31, _S11 = (np.uint64(s) for s in (30, 27, 31, 11))
 
 MAX_SEED = 2**63  # seeds are 0 <= seed < 2**63
@@ -49,9 +50,11 @@ def check_seed(seed: int) -> int:
 
 def hash_normal(seed: int, stream: int, *coords: np.ndarray) -> torch.Tensor:
     """N(0,1) float32 values for the broadcast grid of integer `coords` (outermost first)."""
-    h = _mix(_as_u64([check_seed(seed)]) + _GOLDEN * _as_u64([stream]))
-    for axis in coords:
-        h = _mix(h ^ _mix(_as_u64(axis) + _GOLDEN))
+    h = _mix(_as_u64([check_seed(seed)]) + _GOLDEN)
+    for axis in ([stream], *coords):
+        # h * odd + mix(a) is not symmetric in (h, a): h ^ mix(a) was, so the state of
+        # (seed s, stream 1) cancelled coordinate s to 0 (z_g[s] = -8.3 for every seed < z_dim)
+        h = _mix(h * _ODD + _mix(_as_u64(axis) + _GOLDEN))
     bits = (h >> _S11).astype(np.float64)  # 53 random bits
     uniform = torch.from_numpy((bits + 0.5) * (1.0 / 2**53))  # in (0, 1), never 0 or 1
     return torch.special.ndtri(uniform).to(torch.float32)

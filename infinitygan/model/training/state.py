@@ -1,0 +1,149 @@
+"""Resumable training state: models, EMA, optimisers, counters and RNG streams in one
+safetensors file (tensors) with JSON metadata (everything else). Never pickled; replaced
+atomically, so an interrupted save leaves the previous state intact."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
+
+from ..checkpoint import atomic_write
+from ..config import ModelPreset, TrainConfig, preset
+from ..networks import Discriminator, Generator
+
+STATE_FORMAT = "infinitygan-train-state"
+STATE_VERSION = "1"
+
+
+class StateError(Exception):
+    """A training-state file that cannot be resumed from."""
+
+
+@dataclass
+class TrainState:
+    cfg: TrainConfig
+    model: ModelPreset
+    G: Generator
+    D: Discriminator
+    G_ema: Generator
+    opt_g: torch.optim.Adam
+    opt_d: torch.optim.Adam
+    data_gen: torch.Generator
+    step: int = 0
+    images_seen: int = 0
+    wall_seconds: float = 0.0
+    mean_path_length: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+
+
+def _adam(params, lr: float, every: int) -> torch.optim.Adam:
+    """Adam with StyleGAN2's lazy-regularisation correction of lr and betas."""
+    c = every / (every + 1)
+    return torch.optim.Adam(params, lr=lr * c, betas=(0.0, 0.99**c))
+
+
+def new_state(cfg: TrainConfig, device: torch.device) -> TrainState:
+    torch.manual_seed(cfg.seed)
+    model = preset(cfg.preset)
+    gcfg = model.generator
+    G = Generator(gcfg).to(device)
+    D = Discriminator(model.discriminator, gcfg.train_patch_cells * gcfg.pixels_per_cell).to(device)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    data_gen = torch.Generator().manual_seed(cfg.seed)
+    return TrainState(
+        cfg,
+        model,
+        G,
+        D,
+        G_ema,
+        _adam(G.parameters(), cfg.lr, cfg.path_every),
+        _adam(D.parameters(), cfg.lr, cfg.r1_every),
+        data_gen,
+    )
+
+
+def _optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors, keys = {}, {}
+    for pid, st in sd["state"].items():
+        keys[str(pid)] = list(st)
+        for k, v in st.items():
+            tensors[f"{prefix}.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
+    return tensors, {"param_groups": sd["param_groups"], "keys": keys}
+
+
+def _optimizer_state(prefix: str, meta: dict, tensors: dict) -> dict[str, Any]:
+    state = {
+        int(pid): {k: tensors[f"{prefix}.{pid}.{k}"] for k in ks}
+        for pid, ks in meta["keys"].items()
+    }
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_state(state: TrainState, path: Path) -> None:
+    tensors: dict[str, torch.Tensor] = {}
+    for name in ("G", "D", "G_ema"):
+        module = getattr(state, name)
+        for k, v in module.state_dict().items():
+            tensors[f"{name}.{k}"] = v.detach().cpu().contiguous()
+    g_t, g_meta = _optimizer_tensors("opt_g", state.opt_g)
+    d_t, d_meta = _optimizer_tensors("opt_d", state.opt_d)
+    tensors |= g_t | d_t
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.data"] = state.data_gen.get_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    tensors["mean_path_length"] = state.mean_path_length.detach().cpu().reshape(())
+    meta = {
+        "format": STATE_FORMAT,
+        "format_version": STATE_VERSION,
+        "train_config": json.dumps(state.cfg.to_dict()),
+        "step": str(state.step),
+        "images_seen": str(state.images_seen),
+        "wall_seconds": repr(state.wall_seconds),
+        "opt_g": json.dumps(g_meta),
+        "opt_d": json.dumps(d_meta),
+    }
+    atomic_write(path, save_bytes(tensors, metadata=meta))
+
+
+def load_state(path: Path, cfg: TrainConfig, device: torch.device) -> TrainState:
+    """Resume from `path`. The model preset must match; run settings come from `cfg`."""
+    try:
+        data = path.read_bytes()
+        tensors = load_bytes(data)
+        n = int.from_bytes(data[:8], "little")
+        meta = json.loads(data[8 : 8 + n]).get("__metadata__", {})
+    except (OSError, SafetensorError, ValueError) as e:
+        raise StateError(f"{path}: cannot read training state ({e})") from e
+    if meta.get("format") != STATE_FORMAT or meta.get("format_version") != STATE_VERSION:
+        raise StateError(f"{path}: not an infinitygan training state (version {STATE_VERSION})")
+    saved = json.loads(meta["train_config"])
+    if saved["preset"] != cfg.preset:
+        raise StateError(f"{path}: state is for preset {saved['preset']!r}, not {cfg.preset!r}")
+    state = new_state(cfg, device)
+    try:
+        for name in ("G", "D", "G_ema"):
+            prefix = f"{name}."
+            sd = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            getattr(state, name).load_state_dict(sd)
+        state.opt_g.load_state_dict(_optimizer_state("opt_g", json.loads(meta["opt_g"]), tensors))
+        state.opt_d.load_state_dict(_optimizer_state("opt_d", json.loads(meta["opt_d"]), tensors))
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise StateError(f"{path}: training state does not match the model: {e}") from e
+    torch.set_rng_state(tensors["rng.torch"])
+    state.data_gen.set_state(tensors["rng.data"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    state.mean_path_length = tensors["mean_path_length"].to(device)
+    state.step = int(meta["step"])
+    state.images_seen = int(meta["images_seen"])
+    state.wall_seconds = float(meta["wall_seconds"])
+    return state
