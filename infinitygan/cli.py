@@ -120,6 +120,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _add_server_commands(sub: argparse._SubParsersAction) -> None:
+    """`serve` and `prefetch` live with the server and its HTTP client."""
+    from .prefetch_client import add_prefetch_parser
+    from .server.cli_commands import add_serve_parser
+
+    add_serve_parser(sub)
+    add_prefetch_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="infinitygan",
@@ -128,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_render(sub)
     _add_train(sub)
+    _add_server_commands(sub)
     return parser
 
 
