@@ -24,9 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the fetch and print a one-line summary; exit 1 on a clear error."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help="output folder")
-    ap.add_argument("--size", type=int, default=256, help="square side in pixels")
     ap.add_argument(
-        "--work-dir", type=Path, default=None,
+        "--size",
+        type=int,
+        default=256,
+        help="image height in pixels (width keeps the aspect, up to 2:1)",
+    )
+    ap.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
         help="keep downloaded .debs and extracted trees here (reused on re-runs)",
     )
     ap.add_argument("--min-images", type=int, default=MIN_IMAGES)

@@ -1,5 +1,5 @@
 """Fast, offline checks of the landscape data module: the curated list stays well-formed (so a
-typo cannot silently drop or misattribute a photo) and the crop/resize helper gives the square
+typo cannot silently drop or misattribute a photo) and the crop/resize helper gives the fitted size
 the training loader expects. No apt, no network."""
 
 from __future__ import annotations
@@ -28,26 +28,29 @@ def test_curated_list_well_formed() -> None:
     assert len(L.PACKAGES) == 6
 
 
-@pytest.mark.parametrize(("w", "h", "size"), [(640, 200, 64), (100, 300, 32), (50, 50, 50)])
-def test_center_crop_resize_square(tmp_path: Path, w: int, h: int, size: int) -> None:
+@pytest.mark.parametrize(
+    ("w", "h", "size", "out_w"),
+    [(640, 200, 64, 128), (300, 200, 40, 60), (100, 300, 32, 32), (50, 50, 50, 50)],
+)
+def test_fit_height(tmp_path: Path, w: int, h: int, size: int, out_w: int) -> None:
     src = tmp_path / "wide.png"
     img = Image.new("RGBA", (w, h), (255, 0, 0, 255))
     # Paint a marker in the middle so we can tell a centre crop from an edge crop.
     cx, cy = w // 2, h // 2
     img.paste((0, 0, 255, 255), (cx - 5, cy - 5, cx + 5, cy + 5))
     img.save(src)
-    dst = tmp_path / "out" / "square.png"
+    dst = tmp_path / "out" / "fitted.png"
     L.process_image(src, dst, size)
     with Image.open(dst) as out:
-        assert out.size == (size, size)
+        assert out.size == (out_w, size), "height fitted, width kept up to 2:1"
         assert out.mode == "RGB"
-        r, _g, b = out.getpixel((size // 2, size // 2))
+        r, _g, b = out.getpixel((out_w // 2, size // 2))
         assert b > r, "centre of the output should be the centre of the input"
 
 
-def test_center_crop_resize_rejects_bad_size() -> None:
+def test_fit_height_rejects_bad_size() -> None:
     with pytest.raises(ValueError):
-        L.center_crop_resize(Image.new("RGB", (10, 10)), 0)
+        L.fit_height(Image.new("RGB", (10, 10)), 0)
 
 
 def test_copyright_stanza_lookup() -> None:
@@ -60,7 +63,8 @@ def test_copyright_stanza_lookup() -> None:
     )
     st = L.parse_dep5(text)
     assert L.copyright_for(st, "usr/share/backgrounds/mate/nature/Dune.jpg") == (
-        "2007, Marco 2008, Hylke", "GPL-2+"
+        "2007, Marco 2008, Hylke",
+        "GPL-2+",
     )
     assert L.copyright_for(st, "usr/share/backgrounds/x_by_Y.jpg") == ("Y, 2018", "CC-BY-4.0")
     assert L.copyright_for(st, "usr/share/other.png") == ("Someone", "GPL-2+")

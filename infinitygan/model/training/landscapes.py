@@ -8,7 +8,7 @@ a scratch directory (``apt-get download`` + ``dpkg-deb -x``); nothing is install
 Why a hand-curated list: most wallpapers in these packages are abstract art, logos, macros or
 space images. InfinityGAN learns a vertical structure (sky above, horizon, land or water below)
 from vertical-position labels, so every such image would teach it the wrong prior. Each entry in
-:data:`CURATED` was chosen by looking at the picture (and at its centre square crop, which is what
+:data:`CURATED` was chosen by looking at the picture (and at its centre crop, which is what
 gets written).
 
 This module needs only Pillow and the Debian tools; it deliberately does not import torch.
@@ -309,29 +309,35 @@ class UnpackedPackage:
 # --------------------------------------------------------------------------- image processing
 
 
-def center_crop_resize(image: Image.Image, size: int) -> Image.Image:
-    """Centre-crop ``image`` to a square and resize it to ``size`` x ``size`` with LANCZOS.
+MAX_ASPECT = 2.0  # wider photos keep their centre 2:1; the training loader cuts patches across it
 
-    A centre crop (not a squash) keeps the horizon level and the sky/ground proportions real;
-    the image is converted to RGB first because the sources mix palette GIFs and RGBA PNGs.
+
+def fit_height(image: Image.Image, size: int, max_aspect: float = MAX_ASPECT) -> Image.Image:
+    """Resize ``image`` to ``size`` px high with LANCZOS, keeping its width (up to ``max_aspect``).
+
+    Keeping the full width (not a square crop) gives the patch sampler every horizontal position
+    of each landscape; a crop (never a squash) keeps the horizon level and the sky/ground
+    proportions real. Portrait images keep their centre square. The image is converted to RGB
+    first because the sources mix palette GIFs and RGBA PNGs.
     """
     if size <= 0:
         raise ValueError(f"size must be positive, got {size}")
     image = image.convert("RGB")
     w, h = image.size
-    side = min(w, h)
-    left = (w - side) // 2
-    top = (h - side) // 2
-    square = image.crop((left, top, left + side, top + side))
-    if side == size:
-        return square
-    return square.resize((size, size), Image.Resampling.LANCZOS)
+    crop_w = min(w, int(h * max_aspect))
+    crop_h = min(h, w)
+    left, top = (w - crop_w) // 2, (h - crop_h) // 2
+    image = image.crop((left, top, left + crop_w, top + crop_h))
+    width = max(size, round(crop_w * size / crop_h))
+    if (width, size) == image.size:
+        return image
+    return image.resize((width, size), Image.Resampling.LANCZOS)
 
 
 def process_image(src: Path, dst: Path, size: int) -> None:
-    """Read ``src``, centre-crop/resize it and write an optimised PNG to ``dst``."""
+    """Read ``src``, resize it to ``size`` px high (see `fit_height`) and write a PNG to ``dst``."""
     with Image.open(src) as im:
-        out = center_crop_resize(im, size)
+        out = fit_height(im, size)
     dst.parent.mkdir(parents=True, exist_ok=True)
     out.save(dst, format="PNG", optimize=True)
 
@@ -525,7 +531,7 @@ def _write_credits(
     lines = [
         "# Landscape training set: credits",
         "",
-        f"{len(rows)} photographs, centre-cropped to a square and resized to {size}x{size} "
+        f"{len(rows)} photographs, resized to {size} px high (centre crop to at most 2:1) "
         "(LANCZOS), no other changes and no augmentation. Each comes from a Debian package "
         "downloaded with `apt-get download` and unpacked with `dpkg-deb -x` "
         "(built by `scripts/fetch_landscapes.py`, `infinitygan.model.training.landscapes`).",
