@@ -70,6 +70,16 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _canonical_header(data: bytes) -> bytes:
+    """safetensors writes its metadata map in hash-map order, which differs between calls; the
+    header is rewritten with sorted keys (space-padded to 8 bytes, as the format does) so the same
+    weights and config always give the same bytes, hence the same version."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":"))
+    raw = header.encode() + b" " * (-len(header.encode()) % 8)
+    return len(raw).to_bytes(8, "little") + raw + data[8 + n :]
+
+
 def save_checkpoint(
     path: str | Path, generator: Generator, training: dict[str, Any] | None = None
 ) -> str:
@@ -81,7 +91,7 @@ def save_checkpoint(
         "config": json.dumps(generator.cfg.to_dict()),
         "training": json.dumps(training or {}),
     }
-    data = save_safetensors_bytes(tensors, metadata=metadata)
+    data = _canonical_header(save_safetensors_bytes(tensors, metadata=metadata))
     atomic_write(Path(path), data)
     return content_version(data)
 

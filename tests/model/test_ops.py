@@ -1,0 +1,118 @@
+"""Fast ops equal their plain references (STYLE rule 10): the polyphase up-conv against the
+literal transposed convolution, activation modulation against per-sample weight modulation,
+the RGB skip upsampler against bilinear interpolation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from infinitygan.model import ops
+
+
+def _inputs(
+    b: int, i: int, o: int, h: int, w: int, dtype: torch.dtype, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, i, h, w, generator=g, dtype=dtype)
+    weight = torch.randn(o, i, 3, 3, generator=g, dtype=dtype)
+    bias = torch.randn(o, generator=g, dtype=dtype)
+    return x, weight, bias
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("shape", [(1, 3, 5, 4, 4), (2, 8, 6, 7, 5), (3, 16, 16, 9, 12)])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_polyphase_up_conv_equals_reference(
+    memory_format: torch.memory_format, shape: tuple[int, ...], with_bias: bool
+) -> None:
+    b, i, o, h, w = shape
+    x64, w64, bias64 = _inputs(b, i, o, h, w, torch.float64)
+    bias = bias64 if with_bias else None
+    x64 = x64.contiguous(memory_format=memory_format)
+    ref = ops.up_conv2d(x64, w64, bias, impl="reference")
+    fast = ops.up_conv2d(x64, w64, bias, impl="polyphase")
+    assert ref.shape == fast.shape == (b, o, 2 * h - 3, 2 * w - 3)
+    torch.testing.assert_close(fast, ref, rtol=0, atol=1e-10)
+    # float32, the dtype the renderer runs in
+    x32 = x64.float().contiguous(memory_format=memory_format)
+    bias32 = None if bias is None else bias.float()
+    fast32 = ops.up_conv2d(x32, w64.float(), bias32)
+    torch.testing.assert_close(fast32, ref.float(), rtol=1e-5, atol=1e-4)
+
+
+def test_reference_up_conv_is_the_aligned_chain() -> None:
+    """The reference itself, spelled out: zero-stuff, 3x3 full conv with the unflipped kernel,
+    crop 1, [1,2,1]x[1,2,1]/16*4 blur valid."""
+    x, w, _ = _inputs(1, 2, 3, 5, 6, torch.float64, seed=3)
+    h, wd = x.shape[2:]
+    stuffed = torch.zeros(1, 2, 2 * h - 1, 2 * wd - 1, dtype=x.dtype)
+    stuffed[:, :, ::2, ::2] = x
+    full = F.conv2d(F.pad(stuffed, (2, 2, 2, 2)), w.flip(2, 3))  # transposed conv, 2H+1
+    k = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype)
+    k2 = (torch.outer(k, k) / 16 * 4).expand(3, 1, 3, 3)
+    expect = F.conv2d(full[:, :, 1:-1, 1:-1], k2, groups=3)
+    torch.testing.assert_close(ops.up_conv2d(x, w, impl="reference"), expect)
+
+
+def test_up_conv_rejects_unknown_impl() -> None:
+    x, w, _ = _inputs(1, 2, 2, 4, 4, torch.float32)
+    with pytest.raises(ValueError, match="unknown up_conv2d impl"):
+        ops.up_conv2d(x, w, impl="cuda")
+
+
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("demodulate", [False, True])
+def test_activation_modulation_equals_weight_modulation(up: bool, demodulate: bool) -> None:
+    """modulated_conv2d (one shared weight, scaled activations) equals StyleGAN2's definition
+    (a per-sample modulated weight), and so does `modulated_weight` used by the fast path."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, 7, 6, generator=g, dtype=torch.float64)
+    weight = torch.randn(5, 4, 3, 3, generator=g, dtype=torch.float64)
+    styles = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    out = ops.modulated_conv2d(x, weight, styles, demodulate=demodulate, up=up)
+    for b in range(3):
+        wb = weight * styles[b].view(1, -1, 1, 1)
+        if demodulate:
+            wb = wb / torch.sqrt(wb.square().sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
+        conv = ops.up_conv2d if up else F.conv2d
+        expect = conv(x[b : b + 1], wb)
+        torch.testing.assert_close(out[b : b + 1], expect, rtol=1e-10, atol=1e-10)
+        fused = ops.modulated_weight(weight, styles[b], demodulate=demodulate)
+        torch.testing.assert_close(fused, wb, rtol=1e-12, atol=1e-12)
+
+
+def test_upsample_rgb_is_align_corners_bilinear() -> None:
+    x = torch.randn(2, 3, 5, 8, dtype=torch.float64)
+    up = ops.upsample_rgb(x)
+    assert up.shape == (2, 3, 9, 15)
+    expect = F.interpolate(x, size=(9, 15), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(up, expect)
+    torch.testing.assert_close(up[:, :, ::2, ::2], x)  # even rows/cols are the input
+
+
+def test_fused_lrelu_and_center_crop() -> None:
+    x = torch.tensor([[-2.0, 0.0, 3.0]]).view(1, 3, 1, 1)
+    b = torch.tensor([1.0, -1.0, 0.0])
+    out = ops.fused_lrelu(x, b).flatten()
+    torch.testing.assert_close(out, torch.tensor([-0.2, -0.2, 3.0]) * math.sqrt(2))
+    t = torch.arange(7 * 9.0).view(1, 1, 7, 9)
+    assert torch.equal(ops.center_crop(t, 3, 5), t[:, :, 2:5, 2:7])
+    with pytest.raises(ValueError, match="centre-crop"):
+        ops.center_crop(t, 4, 5)  # odd margin: no centre
+    with pytest.raises(ValueError, match="centre-crop"):
+        ops.center_crop(t, 9, 5)
+
+
+def test_equalized_layers_scale_at_run_time() -> None:
+    lin = ops.EqualLinear(16, 4, bias_init=1.0, lr_mul=0.01)
+    x = torch.randn(2, 16)
+    expect = F.linear(x, lin.weight * 0.01 / 4) + 1.0 * 0.01
+    torch.testing.assert_close(lin(x), expect)
+    conv = ops.EqualConv2d(3, 5, 3, padding=1)
+    x = torch.randn(1, 3, 6, 6)
+    expect = F.conv2d(x, conv.weight / math.sqrt(27), conv.bias, padding=1)
+    torch.testing.assert_close(conv(x), expect)
