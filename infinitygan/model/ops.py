@@ -84,21 +84,22 @@ def _polyphase_up(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
     w is a conv2d-layout weight [out, in, 3, 3] applied as a transposed kernel (no flip).
     Output row 2m uses tap 1 of input row m; row 2m+1 uses tap 2 of row m and tap 0 of row m+1,
-    so the four phases are 1x1, 1x2, 2x1 and 2x2 valid convs of the input padded by one zero row
-    and column at the end. The phases are written straight into an NHWC buffer (one pass).
+    so the four phases are 1x1, 1x2, 2x1 and 2x2 valid convs of the input extended by one zero
+    row and column at the end. The conv's own padding provides that zero (and one at the start,
+    whose output we skip), so no padded or sliced copy of the input is ever made; the phases are
+    written straight into an NHWC buffer (one pass over the output).
     """
     b, _, h, wd = x.shape
-    xp = F.pad(x, (0, 1, 0, 1))
     phases = (
-        ((0, 0), xp[:, :, :h, :wd], w[:, :, 1:2, 1:2]),
-        ((0, 1), xp[:, :, :h, :], w[:, :, 1:2, ::2].flip(3)),  # taps [2, 0] along columns
-        ((1, 0), xp[:, :, :, :wd], w[:, :, ::2, 1:2].flip(2)),
-        ((1, 1), xp, w[:, :, ::2, ::2].flip(2, 3)),
+        ((0, 0), F.conv2d(x, w[:, :, 1:2, 1:2])),
+        ((0, 1), F.conv2d(x, w[:, :, 1:2, ::2].flip(3), padding=(0, 1))[:, :, :, 1:]),
+        ((1, 0), F.conv2d(x, w[:, :, ::2, 1:2].flip(2), padding=(1, 0))[:, :, 1:, :]),
+        ((1, 1), F.conv2d(x, w[:, :, ::2, ::2].flip(2, 3), padding=1)[:, :, 1:, 1:]),
     )
     out = torch.empty(b, 2 * h, 2 * wd, w.shape[0], dtype=x.dtype, device=x.device)
     out6 = out.view(b, h, 2, wd, 2, w.shape[0])
-    for (i, j), inp, k in phases:
-        out6[:, :, i, :, j, :].copy_(F.conv2d(inp, k).permute(0, 2, 3, 1))
+    for (i, j), phase in phases:
+        out6[:, :, i, :, j, :].copy_(phase.permute(0, 2, 3, 1))
     return out.permute(0, 3, 1, 2)  # NCHW view of a channels_last buffer
 
 
