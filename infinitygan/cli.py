@@ -129,6 +129,96 @@ def _add_server_commands(sub: argparse._SubParsersAction) -> None:
     add_prefetch_parser(sub)
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from .model.training.evaluate import EvalConfig, evaluate_checkpoint, format_table
+    from .model.training.metrics import MetricsUnavailable
+
+    fields = {f.name for f in dataclasses.fields(EvalConfig)}
+    ecfg = EvalConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        report = evaluate_checkpoint(args.checkpoint, args.data, ecfg)
+    except MetricsUnavailable as e:
+        print(f"infinitygan eval: error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from .model.checkpoint import DEFAULT_CHECKPOINT
+    from .model.config import TrainConfig
+    from .model.training.evaluate import EvalConfig
+    from .model.training.metrics import EXTRACTORS
+
+    p = sub.add_parser(
+        "eval",
+        help="patch FID, ScaleInv FID, seams, repetition, diversity vs real floor and untrained",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d = EvalConfig()
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="generator file")
+    p.add_argument("--data", default=TrainConfig().data, help="folder of real images")
+    p.add_argument("--samples", type=_int_in(4), default=d.samples, help="patches per set")
+    p.add_argument(
+        "--scaleinv-samples",
+        dest="scaleinv_samples",
+        type=_int_in(4),
+        default=d.scaleinv_samples,
+        help="images per set for ScaleInv FID",
+    )
+    p.add_argument(
+        "--scaleinv-scale",
+        dest="scaleinv_scale",
+        type=_int_in(1, 65),
+        default=d.scaleinv_scale,
+        help="field of view multiple for ScaleInv FID",
+    )
+    p.add_argument(
+        "--seam-blocks",
+        dest="seam_blocks",
+        type=_int_in(1),
+        default=d.seam_blocks,
+        help="2x2-tile blocks rendered in one pass and tile by tile",
+    )
+    p.add_argument(
+        "--strip-width",
+        dest="strip_width",
+        type=_int_in(256, 2**17),
+        default=d.strip_width,
+        help="px of the horizon strip for the repetition score",
+    )
+    p.add_argument(
+        "--strip-seeds", dest="strip_seeds", type=_int_in(1), default=d.strip_seeds, help="strips"
+    )
+    p.add_argument("--seed", type=_int_in(0, 2**31), default=d.seed, help="sampling seed")
+    p.add_argument(
+        "--extractor",
+        choices=sorted(EXTRACTORS),
+        default=d.extractor,
+        help="features for FID/KID (pixels: a cheap smoke test, not FID)",
+    )
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--threads",
+        type=_int_in(0, 1025),
+        default=0,
+        help="CPU threads (0: torch's default; 1 is fastest on a machine busy with training)",
+    )
+    p.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    p.set_defaults(func=_cmd_eval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="infinitygan",
@@ -138,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render(sub)
     _add_train(sub)
     _add_server_commands(sub)
+    _add_eval(sub)
     return parser
 
 

