@@ -174,6 +174,9 @@ class TrainConfig:
     sample_every: int = 500
     save_every: int = 100
     checkpoint_every: int = 1000  # also writes the EMA generator as an inference checkpoint
+    # A state to start from when run_dir has none yet: the repo ships the shipped checkpoint's
+    # training state here, so a fresh machine continues that run instead of starting over.
+    resume_from: str = ""
 
     def __post_init__(self) -> None:
         if self.batch < 2 or self.batch % 2:

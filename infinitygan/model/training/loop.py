@@ -107,6 +107,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> TrainState:
     sampler = PatchSampler(cfg.data, preset(cfg.preset).generator)
     if resume and state_path.exists():
         state = load_state(state_path, cfg, device)
+    elif resume and cfg.resume_from:
+        state = load_state(Path(cfg.resume_from), cfg, device)
     else:
         state = new_state(cfg, device)
     if world > 1:

@@ -1,0 +1,78 @@
+"""`infinitygan serve`: build `Settings` from the environment once, then run uvicorn.
+
+One process serves one model copy; scale out with more replicas sharing Redis behind a load
+balancer rather than uvicorn workers (each worker would load its own model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from .app import create_app
+from .metrics import log_config
+from .settings import Settings
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 1..65535, got {port}")
+    return port
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"invalid server settings (INFINITYGAN_* / REDIS_URL):\n{exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=log_config(args.log_level),
+        access_log=args.access_log,
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        timeout_graceful_shutdown=30,
+        # Map clients hold idle keep-alive connections while slow tiles render; uvicorn's 5 s
+        # default closes them under the client's next request (a race browsers retry, but
+        # plain HTTP clients report as a failure).
+        timeout_keep_alive=args.keep_alive,
+    )
+    return 0
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    env = ", ".join(
+        "REDIS_URL" if name == "redis_url" else f"INFINITYGAN_{name.upper()}"
+        for name in Settings.model_fields
+    )
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the tile server (settings from environment variables)",
+        description=f"{__doc__}\nSettings (environment): {env}.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0: all)")
+    parser.add_argument("--port", type=_port, default=8000, help="TCP port")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument(
+        "--keep-alive", type=int, default=75, help="seconds an idle connection stays open"
+    )
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="proxies trusted for X-Forwarded-* (comma list or *), for TileJSON URLs",
+    )
+    parser.set_defaults(func=_serve)
+    return parser

@@ -1,0 +1,33 @@
+"""GET /tiles/{seed}/tilejson.json: TileJSON 3.0.0 with a checkpoint-versioned tile URL."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ..state import server_state
+from ..tiling import TILE_SIZE, parse_seed
+
+router = APIRouter(tags=["tiles"])
+
+
+@router.get("/tiles/{seed}/tilejson.json", summary="TileJSON 3.0.0 for one seed")
+async def get_tilejson(request: Request, seed: str) -> JSONResponse:
+    state = server_state(request)
+    service = state.require().service
+    s = parse_seed(seed)
+    base = str(request.base_url).rstrip("/")
+    doc = {
+        "tilejson": "3.0.0",
+        "name": f"infinitygan seed {s}",
+        "description": "An infinite, seamless GAN-generated landscape; y = 0 is the horizon.",
+        "version": "1.0.0",
+        "scheme": "xyz",
+        "tiles": [f"{base}/tiles/{s}/{{z}}/{{x}}/{{y}}.png?v={service.version}"],
+        "minzoom": state.settings.minzoom,
+        "maxzoom": state.settings.maxzoom,
+        "tileSize": TILE_SIZE,
+        "checkpoint_version": service.version,
+    }
+    # Short-lived: a new checkpoint changes the tile URL, and clients must see it.
+    return JSONResponse(doc, headers={"Cache-Control": "public, max-age=60"})

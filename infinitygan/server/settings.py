@@ -1,0 +1,64 @@
+"""Every server setting, read from the environment once (STYLE rule 8).
+
+`cli serve` builds `Settings()` from `INFINITYGAN_*` variables (plus the conventional
+`REDIS_URL`); tests pass keyword arguments. Nothing else in the server reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infinitygan.model.checkpoint import DEFAULT_CHECKPOINT
+
+MAX_NATIVE_ZOOM = 30  # zoom numbers are labels; this only keeps 2**zoom arithmetic sane
+MAX_ZOOM_DEPTH = 8  # a tile at maxzoom - 8 averages 4**8 = 65,536 native tiles
+
+
+class Settings(BaseSettings):
+    """Validated server configuration; see docs in the field descriptions."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INFINITYGAN_", populate_by_name=True, frozen=True, extra="forbid"
+    )
+
+    checkpoint: Path = Field(Path(DEFAULT_CHECKPOINT), description="generator checkpoint to serve")
+    device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1, ...")
+    redis_url: str | None = Field(
+        None,
+        validation_alias="REDIS_URL",
+        description="shared tile cache; unset = the in-process cache serves alone",
+    )
+    redis_prefix: str = Field("infinitygan", min_length=1, description="namespace of Redis keys")
+    redis_timeout_s: float = Field(0.5, gt=0, description="a slower Redis call counts as an error")
+    redis_retry_s: float = Field(
+        2.0, ge=0, description="after a Redis error, skip Redis this long, then reconnect"
+    )
+    cache_bytes: int = Field(256 << 20, ge=0, description="in-process LRU bound (PNG bytes)")
+    metatile: int = Field(4, ge=1, le=16, description="M: tiles per metatile side at maxzoom")
+    maxzoom: int = Field(8, ge=0, le=MAX_NATIVE_ZOOM, description="native zoom N (1 px = 1 px)")
+    minzoom: int = Field(
+        5, ge=0, description="lowest zoom; a tile at N-d costs 4**d native tiles to build"
+    )
+    batch_max: int = Field(4, ge=1, le=64, description="metatiles per forward pass")
+    queue_interactive: int = Field(64, ge=1, description="queued interactive metatiles")
+    queue_prefetch: int = Field(256, ge=1, description="queued prefetch metatiles")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After on 503 answers")
+    render_timeout_s: float = Field(60.0, gt=0, description="longest wait for one tile")
+    encode_threads: int = Field(2, ge=1, description="PNG encoder threads")
+    cors_origins: list[str] = Field(["*"], description='JSON list, e.g. ["https://a.example"]')
+    prefetch_max_tiles: int = Field(100_000, ge=1, description="largest prefetch job (tiles)")
+    prefetch_concurrency: int = Field(8, ge=1, description="metatiles in flight per job")
+    prefetch_max_jobs: int = Field(4, ge=1, description="prefetch jobs running at once")
+    prefetch_keep_jobs: int = Field(256, ge=1, description="finished jobs kept for GET")
+    warmup: bool = Field(True, description="render one metatile before answering ready")
+
+    @model_validator(mode="after")
+    def _zoom_range(self) -> Settings:
+        if self.minzoom > self.maxzoom:
+            raise ValueError(f"minzoom {self.minzoom} > maxzoom {self.maxzoom}")
+        if self.maxzoom - self.minzoom > MAX_ZOOM_DEPTH:
+            raise ValueError(f"maxzoom - minzoom must be <= {MAX_ZOOM_DEPTH} (cost is 4**depth)")
+        return self
