@@ -50,11 +50,12 @@ def check_seed(seed: int) -> int:
 
 def hash_normal(seed: int, stream: int, *coords: np.ndarray) -> torch.Tensor:
     """N(0,1) float32 values for the broadcast grid of integer `coords` (outermost first)."""
-    h = _mix(_as_u64([check_seed(seed)]) + _GOLDEN)
-    for axis in ([stream], *coords):
-        # h * odd + mix(a) is not symmetric in (h, a): h ^ mix(a) was, so the state of
-        # (seed s, stream 1) cancelled coordinate s to 0 (z_g[s] = -8.3 for every seed < z_dim)
-        h = _mix(h * _ODD + _mix(_as_u64(axis) + _GOLDEN))
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps modulo 2**64 on purpose
+        h = _mix(_as_u64([check_seed(seed)]) + _GOLDEN)
+        for axis in ([stream], *coords):
+            # h * odd + mix(a) is not symmetric in (h, a): h ^ mix(a) was, so the state of
+            # (seed s, stream 1) cancelled coordinate s to 0 (z_g[s] = -8.3 for every seed)
+            h = _mix(h * _ODD + _mix(_as_u64(axis) + _GOLDEN))
     bits = (h >> _S11).astype(np.float64)  # 53 random bits
     uniform = torch.from_numpy((bits + 0.5) * (1.0 / 2**53))  # in (0, 1), never 0 or 1
     return torch.special.ndtri(uniform).to(torch.float32)

@@ -1,0 +1,40 @@
+// Screenshot the web viewer in headless Chromium after dragging the map across tile borders.
+//   npm install playwright-core   (no browser download; it drives Debian's /usr/bin/chromium)
+//   node scripts/screenshot_viewer.mjs http://127.0.0.1:8000/ docs/viewer.png
+// Exits non-zero if a tile request failed or the page logged an error.
+import { chromium } from "playwright-core";
+
+const [url = "http://127.0.0.1:8000/", out = "docs/viewer.png"] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+const failures = [];
+const tiles = new Set();
+page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
+page.on("response", (r) => {
+  if (new URL(r.url()).pathname.match(/^\/tiles\/.*\.png$/)) {
+    tiles.add(r.url());
+    if (r.status() >= 400) failures.push(`${r.status()} ${r.url()}`);
+  }
+  if (!r.url().startsWith(new URL(url).origin)) failures.push(`off-site request ${r.url()}`);
+});
+await page.goto(url + "#seed=7&z=8&x=0&y=0", { waitUntil: "networkidle", timeout: 600_000 });
+// Drag the map 700 px left and 150 px up: several tile columns and a row cross the view.
+const box = await page.locator("#map").boundingBox();
+const cx = box.x + box.width / 2;
+const cy = box.y + box.height / 2;
+await page.mouse.move(cx, cy);
+await page.mouse.down();
+for (let i = 1; i <= 20; i++) await page.mouse.move(cx - 35 * i, cy - 7.5 * i);
+await page.mouse.up();
+await page.waitForLoadState("networkidle", { timeout: 600_000 });
+await page.waitForTimeout(500);
+await page.screenshot({ path: out });
+console.log(`screenshot ${out}; ${tiles.size} tiles loaded; hash ${new URL(page.url()).hash}`);
+await browser.close();
+if (failures.length) {
+  console.error(failures.join("\n"));
+  process.exit(1);
+}

@@ -1,0 +1,224 @@
+"""Fixtures: a tiny random-weight checkpoint, real uvicorn servers on free ports, real Redis.
+
+The shared Redis on 127.0.0.1:6379 is used under a per-run key prefix (deleted afterwards);
+tests that kill Redis start their own `redis-server` on another port.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import torch
+import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
+
+from infinitygan.model.checkpoint import load_generator, save_checkpoint
+from infinitygan.model.config import PRESETS
+from infinitygan.model.networks import Generator
+from infinitygan.server.app import create_app
+from infinitygan.server.settings import Settings
+
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class TinyCheckpoint:
+    path: Path
+    version: str
+    generator: Generator
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoint:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    version = save_checkpoint(path, Generator(PRESETS["tiny"].generator))
+    return TinyCheckpoint(path, version, load_generator(path, "cpu").generator)
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def free_port() -> int:
+    with _free_socket() as sock:
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """`create_app(settings)` under a real uvicorn (uvloop + httptools) in a thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self._sock = _free_socket()
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        config = uvicorn.Config(
+            self.app, loop="uvloop", http="httptools", log_level="warning", lifespan="on"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=30.0)
+
+    def start(self, wait_ready: bool = True) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        path = "/readyz" if wait_ready else "/healthz"
+        while time.monotonic() < deadline:
+            try:
+                if self.client.get(path).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"server at {self.url} not answering {path}")
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(30)
+        self.client.close()
+        self._sock.close()
+        assert not self._thread.is_alive(), "uvicorn did not shut down"
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` (e.g. `infinitygan_rendered_metatiles_total`)."""
+        text = self.client.get("/metrics").text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+    @property
+    def version(self) -> str:
+        return self.client.get("/readyz").json()["checkpoint_version"]
+
+
+def settings_for(tiny: TinyCheckpoint, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "checkpoint": tiny.path,
+        "device": "cpu",
+        "redis_url": None,
+        "metatile": 2,  # small renders keep the suite fast on a busy 2-core machine
+        "maxzoom": 8,
+        "minzoom": 5,
+        "encode_threads": 2,
+        "render_timeout_s": 60.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def live_server() -> Iterator[Any]:
+    """Factory: start servers with given settings; all are stopped after the test."""
+    servers: list[LiveServer] = []
+
+    def start(settings: Settings, wait_ready: bool = True) -> LiveServer:
+        server = LiveServer(settings)
+        servers.append(server)
+        return server.start(wait_ready)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> Iterator[str]:
+    prefix = f"infinitygan-test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(SHARED_REDIS, socket_timeout=5)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint: TinyCheckpoint, redis_prefix: str) -> Iterator[LiveServer]:
+    """The main test server: tiny model, shared Redis under a per-run prefix."""
+    live = LiveServer(
+        settings_for(tiny_checkpoint, redis_url=SHARED_REDIS, redis_prefix=redis_prefix)
+    ).start()
+    yield live
+    live.stop()
+
+
+class RedisProcess:
+    """A redis-server of our own on a free port, which tests may kill and restart."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed"
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = self.client()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=2)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisProcess]:
+    proc = RedisProcess()
+    proc.start()
+    yield proc
+    proc.kill()

@@ -1,0 +1,139 @@
+"""Bad input: each case's status and error body; never a 500, never cacheable; readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .conftest import LiveServer, TinyCheckpoint, settings_for
+
+BIG = 2**31
+CASES: list[tuple[str, str, Any, int, str]] = [
+    # (method, path, json body, status, error code)
+    ("GET", "/tiles/abc/8/0/0.png", None, 400, "invalid_seed"),
+    ("GET", "/tiles/-1/8/0/0.png", None, 400, "invalid_seed"),
+    ("GET", "/tiles/1.5/8/0/0.png", None, 400, "invalid_seed"),
+    ("GET", f"/tiles/{2**63}/8/0/0.png", None, 400, "invalid_seed"),
+    ("GET", "/tiles/" + "9" * 30 + "/8/0/0.png", None, 400, "invalid_seed"),
+    ("GET", "/tiles/\u0663/8/0/0.png", None, 400, "invalid_seed"),  # Arabic-Indic digit 3
+    ("GET", "/tiles/1/x/0/0.png", None, 400, "malformed_tile"),
+    ("GET", "/tiles/1/-8/0/0.png", None, 400, "malformed_tile"),
+    ("GET", "/tiles/1/8/1e3/0.png", None, 400, "malformed_tile"),
+    ("GET", "/tiles/1/8/+1/0.png", None, 400, "malformed_tile"),
+    ("GET", "/tiles/1/8/0/0", None, 400, "malformed_tile"),
+    ("GET", "/tiles/1/8/0/.png", None, 400, "malformed_tile"),
+    ("GET", "/tiles/1/8/0/0.5.png", None, 400, "malformed_tile"),
+    ("GET", "/tiles/1/8/" + "1" * 40 + "/0.png", None, 400, "malformed_tile"),
+    ("GET", "/tiles/1/9/0/0.png", None, 404, "zoom_out_of_range"),
+    ("GET", "/tiles/1/4/0/0.png", None, 404, "zoom_out_of_range"),
+    ("GET", "/tiles/1/9999/0/0.png", None, 404, "zoom_out_of_range"),
+    ("GET", f"/tiles/1/8/{BIG}/0.png", None, 404, "tile_out_of_bounds"),
+    ("GET", f"/tiles/1/8/0/{-BIG - 1}.png", None, 404, "tile_out_of_bounds"),
+    ("GET", f"/tiles/1/7/{BIG // 2}/0.png", None, 404, "tile_out_of_bounds"),
+    ("GET", f"/tiles/1/5/0/{-BIG // 8 - 1}.png", None, 404, "tile_out_of_bounds"),
+    ("GET", "/tiles/1/8/99999999999/0.png", None, 404, "tile_out_of_bounds"),
+    ("GET", "/tiles/1/8/0/0.jpg", None, 404, "unknown_format"),
+    ("GET", "/tiles/1/8/0/0.png?v=0000000000000000", None, 404, "unknown_version"),
+    ("GET", "/tiles/x/tilejson.json", None, 400, "invalid_seed"),
+    ("GET", "/tiles/1/8/0", None, 404, "not_found"),
+    ("GET", "/nowhere", None, 404, "not_found"),
+    ("POST", "/tiles/1/8/0/0.png", None, 405, "method_not_allowed"),
+    ("GET", "/prefetch/nope", None, 404, "job_not_found"),
+    ("DELETE", "/prefetch/nope", None, 404, "job_not_found"),
+    ("POST", "/prefetch", None, 400, "invalid_request"),
+    ("POST", "/prefetch", {"seed": 1}, 400, "invalid_request"),
+    (
+        "POST",
+        "/prefetch",
+        {"seed": -1, "minzoom": 8, "maxzoom": 8, "bbox": [0, 0, 0, 0]},
+        400,
+        "invalid_request",
+    ),
+    (
+        "POST",
+        "/prefetch",
+        {"seed": 1, "minzoom": 8, "maxzoom": 8, "bbox": [0, 0, 0]},
+        400,
+        "invalid_request",
+    ),
+    (
+        "POST",
+        "/prefetch",
+        {"seed": 1, "minzoom": 8, "maxzoom": 8, "bbox": [0, 0, 0, 0], "x": 1},
+        400,
+        "invalid_request",
+    ),
+    (
+        "POST",
+        "/prefetch",
+        {"seed": 1, "minzoom": 8, "maxzoom": 9, "bbox": [0, 0, 0, 0]},
+        400,
+        "invalid_prefetch",
+    ),
+    (
+        "POST",
+        "/prefetch",
+        {"seed": 1, "minzoom": 8, "maxzoom": 7, "bbox": [0, 0, 0, 0]},
+        400,
+        "invalid_prefetch",
+    ),
+    (
+        "POST",
+        "/prefetch",
+        {"seed": 1, "minzoom": 8, "maxzoom": 8, "bbox": [5, 0, 4, 0]},
+        400,
+        "invalid_prefetch",
+    ),
+    (
+        "POST",
+        "/prefetch",
+        {"seed": 1, "minzoom": 8, "maxzoom": 8, "bbox": [0, 0, BIG, 0]},
+        400,
+        "invalid_prefetch",
+    ),
+    (
+        "POST",
+        "/prefetch",
+        {"seed": 1, "minzoom": 5, "maxzoom": 8, "bbox": [0, 0, 999, 999]},
+        400,
+        "prefetch_too_large",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "code"), CASES)
+def test_bad_input(
+    server: LiveServer, method: str, path: str, body: Any, status: int, code: str
+) -> None:
+    response = server.client.request(method, path, json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert set(response.json()["error"]) == {"code", "message"}
+    assert response.json()["error"]["message"]
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_malformed_json_body(server: LiveServer) -> None:
+    response = server.client.post(
+        "/prefetch", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_no_500s_were_served(server: LiveServer) -> None:
+    assert server.metric("infinitygan_http_requests_total", status="500") == 0
+
+
+def test_not_ready_until_loaded(live_server, tiny_checkpoint: TinyCheckpoint, tmp_path) -> None:
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    server = live_server(settings_for(tiny_checkpoint, checkpoint=broken), wait_ready=False)
+    assert server.client.get("/healthz").status_code == 200
+    for path in ("/readyz", "/tiles/1/8/0/0.png", "/tiles/1/tilejson.json"):
+        response = server.client.get(path)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "not_ready"
+        assert "Retry-After" in response.headers
+    assert "checkpoint" in server.client.get("/readyz").json()["error"]["message"]

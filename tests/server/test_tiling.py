@@ -1,0 +1,69 @@
+"""Tile addressing: parsing, bounds per zoom, metatiles, children, ETags, settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from infinitygan.server.errors import (
+    InvalidSeed,
+    MalformedTile,
+    TileOutOfBounds,
+    UnknownFormat,
+    ZoomOutOfRange,
+)
+from infinitygan.server.settings import Settings
+from infinitygan.server.tiling import Metatile, TileAddress, TileGrid, etag, etag_matches
+
+GRID = TileGrid(minzoom=5, maxzoom=8, metatile=4)
+
+
+def test_parse_and_bounds() -> None:
+    assert GRID.parse("7", "8", "-3", "12.png") == (TileAddress(7, 8, -3, 12), "png")
+    assert GRID.parse("7", "8", "-0", "0.PNG")[0] == TileAddress(7, 8, 0, 0)
+    assert GRID.parse("0", "6", str(2**29 - 1), str(-(2**29)) + ".png")[0].x == 2**29 - 1
+    with pytest.raises(TileOutOfBounds):
+        GRID.parse("0", "6", str(2**29), "0.png")
+    with pytest.raises(ZoomOutOfRange):
+        GRID.parse("0", "4", "0", "0.png")
+    with pytest.raises(UnknownFormat):
+        GRID.parse("0", "8", "0", "0.webp")
+    with pytest.raises(MalformedTile):
+        GRID.parse("0", "8", " 1", "0.png")
+    with pytest.raises(InvalidSeed):
+        GRID.parse(str(2**63), "8", "0", "0.png")
+
+
+def test_geometry() -> None:
+    assert GRID.canvas_box(TileAddress(1, 8, -1, 2)) == (-256, 512, 256)
+    assert GRID.canvas_box(TileAddress(1, 6, -1, 2)) == (-1024, 2048, 1024)
+    assert GRID.metatile_of(TileAddress(1, 8, -1, 4)) == Metatile(1, -1, 1)
+    tiles = GRID.metatile_tiles(Metatile(1, -1, 1))
+    assert tiles[0] == TileAddress(1, 8, -4, 4) and tiles[-1] == TileAddress(1, 8, -1, 7)
+    assert tiles[1] == TileAddress(1, 8, -3, 4)  # row-major
+    assert GRID.metatile_box(Metatile(1, -1, 1)) == (-1024, 1024, 1024)
+    assert GRID.children(TileAddress(1, 7, -1, 0)) == [
+        TileAddress(1, 8, -2, 0),
+        TileAddress(1, 8, -1, 0),
+        TileAddress(1, 8, -2, 1),
+        TileAddress(1, 8, -1, 1),
+    ]
+
+
+def test_etag_matching() -> None:
+    tag = etag("abc", TileAddress(1, 8, -1, 2))
+    assert tag == '"abc.1.8.-1.2.png"'
+    assert etag_matches(tag, tag) and etag_matches(f'"x", W/{tag}', tag) and etag_matches("*", tag)
+    assert not etag_matches(None, tag) and not etag_matches('"abc.1.8.-1.3.png"', tag)
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/2")
+    monkeypatch.setenv("INFINITYGAN_METATILE", "2")
+    monkeypatch.setenv("INFINITYGAN_CORS_ORIGINS", '["https://a.example"]')
+    settings = Settings()
+    assert settings.redis_url == "redis://cache:6379/2"
+    assert settings.metatile == 2 and settings.cors_origins == ["https://a.example"]
+    assert Settings(redis_url=None).redis_url is None  # tests pass keyword arguments
+    monkeypatch.setenv("INFINITYGAN_MINZOOM", "9")
+    with pytest.raises(ValueError, match="minzoom"):
+        Settings()
