@@ -22,17 +22,23 @@ from infinitygan.model.networks import Generator
 torch.set_num_threads(1)
 
 
-def nontrivial_generator(preset: str = "tiny", seed: int = 0) -> Generator:
-    """Random weights with noise strength 0.3, random biases, ToRGB scaled to avoid clipping."""
+def randomise_terms(module: torch.nn.Module, seed: int, bias_scale: float = 0.2) -> None:
+    """Turn on every noise injection (strength 0.3) and give every bias a random value."""
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    g = Generator(PRESETS[preset].generator)
     with torch.no_grad():
-        for name, p in g.named_parameters():
+        for name, p in module.named_parameters():
             if name.endswith("noise_strength"):
                 p.fill_(0.3)
             elif name.endswith("bias"):
-                p.add_(0.2 * torch.randn(p.shape, generator=gen))
+                p.add_(bias_scale * torch.randn(p.shape, generator=gen))
+
+
+def nontrivial_generator(preset: str = "tiny", seed: int = 0) -> Generator:
+    """Random weights with noise strength 0.3, random biases, ToRGB scaled to avoid clipping."""
+    torch.manual_seed(seed)
+    g = Generator(PRESETS[preset].generator)
+    randomise_terms(g, seed)
+    with torch.no_grad():
         for to_rgb in g.texture.to_rgbs:
             to_rgb.weight.mul_(0.15)
     return g.eval().requires_grad_(False)

@@ -11,7 +11,7 @@ import torch
 from infinitygan.model import geometry, networks
 from infinitygan.model.config import PRESETS
 from infinitygan.model.networks import Generator, StyledConv, ToRGB
-from tests.conftest import nontrivial_generator
+from tests.conftest import nontrivial_generator, randomise_terms
 
 
 def _layer_inputs(in_ch: int, style_dim: int, h: int, w: int, seed: int = 0):
@@ -21,22 +21,12 @@ def _layer_inputs(in_ch: int, style_dim: int, h: int, w: int, seed: int = 0):
     return x, style, g
 
 
-def _randomise(module: torch.nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if name.endswith("noise_strength"):
-                p.fill_(0.3)
-            elif name.endswith("bias"):
-                p.add_(0.3 * torch.randn(p.shape, generator=g))
-
-
 @pytest.mark.parametrize("up", [False, True])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_styled_conv_fast_path_equals_training_path(up: bool, channels_last: bool) -> None:
     torch.manual_seed(0)
     layer = StyledConv(6, 5, 8, 3, up=up).requires_grad_(False)
-    _randomise(layer, 1)
+    randomise_terms(layer, 1, bias_scale=0.3)
     x, style, g = _layer_inputs(6, 8, 9, 7)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -55,7 +45,7 @@ def test_styled_conv_fast_path_equals_training_path(up: bool, channels_last: boo
 def test_to_rgb_fast_path_equals_training_path() -> None:
     torch.manual_seed(0)
     layer = ToRGB(6, 8).requires_grad_(False)
-    _randomise(layer, 2)
+    randomise_terms(layer, 2, bias_scale=0.3)
     x, style, _ = _layer_inputs(6, 8, 5, 4)
     with torch.enable_grad():
         batched = layer(x, style)
