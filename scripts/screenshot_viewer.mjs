@@ -20,7 +20,18 @@ page.on("response", (r) => {
   }
   if (!r.url().startsWith(new URL(url).origin)) failures.push(`off-site request ${r.url()}`);
 });
-await page.goto(url + "#seed=7&z=8&x=0&y=0", { waitUntil: "networkidle", timeout: 600_000 });
+// Every tile image in the DOM has loaded (Leaflet marks them), not merely "no traffic for 0.5 s".
+const tilesLoaded = () =>
+  page.waitForFunction(
+    () => {
+      const imgs = [...document.querySelectorAll("img.leaflet-tile")];
+      return imgs.length > 0 && imgs.every((i) => i.classList.contains("leaflet-tile-loaded"));
+    },
+    null,
+    { timeout: 600_000, polling: 250 },
+  );
+await page.goto(url + "#seed=7&z=8&x=0&y=0");
+await tilesLoaded();
 // Drag the map 700 px left and 150 px up: several tile columns and a row cross the view.
 const box = await page.locator("#map").boundingBox();
 const cx = box.x + box.width / 2;
@@ -29,7 +40,8 @@ await page.mouse.move(cx, cy);
 await page.mouse.down();
 for (let i = 1; i <= 20; i++) await page.mouse.move(cx - 35 * i, cy - 7.5 * i);
 await page.mouse.up();
-await page.waitForLoadState("networkidle", { timeout: 600_000 });
+await page.waitForTimeout(300);
+await tilesLoaded();
 await page.waitForTimeout(500);
 await page.screenshot({ path: out });
 console.log(`screenshot ${out}; ${tiles.size} tiles loaded; hash ${new URL(page.url()).hash}`);
