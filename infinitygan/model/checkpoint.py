@@ -96,12 +96,17 @@ def save_checkpoint(
     return content_version(data)
 
 
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file's bytes (u64 little-endian header length, then
+    the JSON header); ValueError if the header is not JSON."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    return dict(header.get("__metadata__") or {})
+
+
 def _read_metadata(path: Path, data: bytes) -> dict[str, str]:
-    """The safetensors header: u64 little-endian length, then JSON with `__metadata__`."""
     try:
-        n = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + n])
-        return dict(header.get("__metadata__") or {})
+        return safetensors_metadata(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: unreadable safetensors header ({e})") from e
 

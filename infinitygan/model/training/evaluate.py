@@ -293,6 +293,21 @@ def _row(trained: float | None, real: float | None, untrained: float | None, bet
     }
 
 
+def _distance_rows(name: str, feats: dict[str, np.ndarray]) -> dict[str, dict]:
+    """One row per distance (FID, KID): trained, real floor and untrained ceiling, each against
+    the same reference set `real_a`; `name` is a format string for the distance's name."""
+    ref = feats["real_a"]
+    return {
+        name.format(dist_name): _row(
+            dist(ref, feats["trained"]),
+            dist(ref, feats["real_b"]),
+            dist(ref, feats["untrained"]),
+            "lower",
+        )
+        for dist_name, dist in metrics.DISTANCES.items()
+    }
+
+
 def evaluate_generator(
     g: Generator,
     data: str | Path,
@@ -339,14 +354,7 @@ def evaluate_generator(
         "features_patches",
         lambda: {k: features(v) for k, v in {"real_a": real_a, "real_b": real_b, **fakes}.items()},
     )
-    out: dict[str, dict] = {}
-    for dist_name, dist in metrics.DISTANCES.items():
-        out[f"patch_{dist_name}"] = _row(
-            dist(feats["real_a"], feats["trained"]),
-            dist(feats["real_a"], feats["real_b"]),
-            dist(feats["real_a"], feats["untrained"]),
-            "lower",
-        )
+    out: dict[str, dict] = _distance_rows("patch_{}", feats)
 
     # ---- diversity: same position, different seeds (fake pairs are (2k, 2k+1))
     ia, ib = same_row_pairs(rows_a)
@@ -375,13 +383,7 @@ def evaluate_generator(
         "features_scaleinv",
         lambda: {k: features(v) for k, v in {"real_a": full_a, "real_b": full_b, **wide}.items()},
     )
-    for dist_name, dist in metrics.DISTANCES.items():
-        out[f"scaleinv_{dist_name}_{s}x"] = _row(
-            dist(wf["real_a"], wf["trained"]),
-            dist(wf["real_a"], wf["real_b"]),
-            dist(wf["real_a"], wf["untrained"]),
-            "lower",
-        )
+    out |= _distance_rows(f"scaleinv_{{}}_{s}x", wf)
 
     # ---- seams
     seams = timed(

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
-from ..checkpoint import atomic_write
+from ..checkpoint import atomic_write, safetensors_metadata
 from ..config import ModelPreset, TrainConfig, preset
 from ..networks import Discriminator, Generator
 
@@ -119,8 +119,7 @@ def load_state(path: Path, cfg: TrainConfig, device: torch.device) -> TrainState
     try:
         data = path.read_bytes()
         tensors = load_bytes(data)
-        n = int.from_bytes(data[:8], "little")
-        meta = json.loads(data[8 : 8 + n]).get("__metadata__", {})
+        meta = safetensors_metadata(data)
     except (OSError, SafetensorError, ValueError) as e:
         raise StateError(f"{path}: cannot read training state ({e})") from e
     if meta.get("format") != STATE_FORMAT or meta.get("format_version") != STATE_VERSION:
