@@ -106,12 +106,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         if f.name in {"preset", "data", "run_dir"}:
             continue
         flag = "--" + f.name.replace("_", "-")
-        value = getattr(defaults, f.name)
+        value = f.default  # r1_gamma's None means "the preset's", resolved by TrainConfig
         if isinstance(value, bool):
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=value)
         elif isinstance(value, int):
             p.add_argument(flag, dest=f.name, type=_int_in(0), default=value)
-        elif isinstance(value, float):
+        elif isinstance(value, float) or value is None:
             p.add_argument(flag, dest=f.name, type=float, default=value)
         else:
             p.add_argument(flag, dest=f.name, default=value)

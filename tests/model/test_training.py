@@ -241,6 +241,28 @@ def test_cli_reports_a_bad_data_folder(tmp_path: Path, capsys: pytest.CaptureFix
     assert "training data folder not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "gamma"),
+    [
+        (["--preset", "paper"], 10.0),  # the paper's weight for its 101 px patches
+        (["--preset", "small"], 0.5),  # 64 px patches: what the shipped checkpoint trains with
+        (["--preset", "paper", "--r1-gamma", "2.5"], 2.5),
+    ],
+)
+def test_r1_weight_follows_the_preset_unless_given(
+    argv: list[str], gamma: float, capsys: pytest.CaptureFixture
+) -> None:
+    from infinitygan.cli import main
+
+    assert main(["train", *argv, "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["r1_gamma"] == gamma
+
+
+def test_negative_r1_weight_is_rejected() -> None:
+    with pytest.raises(ValueError, match="r1_gamma"):
+        TrainConfig(r1_gamma=-1.0)
+
+
 # ---------------------------------------------------------------- processes
 
 
