@@ -231,15 +231,15 @@ class SingleFlight(Generic[K, T]):
 
     `on_abandon(task, demand)` runs when the last waiter leaves: cheap work built on other
     flights is cancelled outright, while a render only leaves the queue if it has not started
-    (so a render under way still finishes and is cached). `on_promote(demand)` runs when a
-    higher-priority caller joins.
+    (so a render under way still finishes and is cached). `on_promote(key, demand)` runs when a
+    higher-priority caller joins or `promote` raises the flight's priority.
     """
 
     def __init__(
         self,
         metrics: Metrics,
         on_abandon: Callable[[asyncio.Task[T], Demand], None],
-        on_promote: Callable[[Demand], None] | None = None,
+        on_promote: Callable[[K, Demand], None] | None = None,
     ) -> None:
         self._flights: dict[K, _Flight[T]] = {}
         self._metrics = metrics
@@ -259,10 +259,7 @@ class SingleFlight(Generic[K, T]):
                 flight.task.add_done_callback(lambda task, k=key, f=flight: self._finish(k, f))
             else:
                 self._metrics.coalesced.inc()
-                if priority < flight.demand.priority:
-                    flight.demand.priority = priority
-                    if self._on_promote is not None:
-                        self._on_promote(flight.demand)
+                self._raise(key, flight, priority)
             flight.demand.waiters += 1
             try:
                 return await asyncio.shield(flight.task)
@@ -273,6 +270,18 @@ class SingleFlight(Generic[K, T]):
                 if flight.demand.waiters <= 0 and not flight.task.done():
                     self._on_abandon(flight.task, flight.demand)
         raise Dropped("work was dropped repeatedly")
+
+    def promote(self, key: K, priority: Priority) -> None:
+        """Work that a higher-priority flight depends on: raise its flight, if any, to match."""
+        flight = self._flights.get(key)
+        if flight is not None and not flight.task.done():
+            self._raise(key, flight, priority)
+
+    def _raise(self, key: K, flight: _Flight[T], priority: Priority) -> None:
+        if priority < flight.demand.priority:
+            flight.demand.priority = priority
+            if self._on_promote is not None:
+                self._on_promote(key, flight.demand)
 
     def _finish(self, key: K, flight: _Flight[T]) -> None:
         if self._flights.get(key) is flight:

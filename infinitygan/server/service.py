@@ -54,10 +54,14 @@ class TileService:
         self.metrics = metrics
         self.lock_ttl_s = lock_ttl_s
         self._metatiles: SingleFlight[Metatile, dict[TileAddress, TileData]] = SingleFlight(
-            metrics, on_abandon=lambda _, demand: queue.discard(demand), on_promote=queue.promote
+            metrics,
+            on_abandon=lambda _, demand: queue.discard(demand),
+            on_promote=lambda _, demand: queue.promote(demand),
         )
         self._zoomed: SingleFlight[TileAddress, TileData] = SingleFlight(
-            metrics, on_abandon=lambda task, _: task.cancel()
+            metrics,
+            on_abandon=lambda task, _: task.cancel(),
+            on_promote=lambda addr, demand: self._promote_children(addr, demand.priority),
         )
 
     def key(self, addr: TileAddress) -> str:
@@ -96,10 +100,20 @@ class TileService:
             return tiles[addr]
         return await self._zoomed.run(addr, priority, lambda d: self._build_zoomed(addr, d))
 
-    async def _pixels(self, addr: TileAddress, priority: Priority) -> np.ndarray:
+    def _promote_children(self, addr: TileAddress, priority: Priority) -> None:
+        """A zoomed-out tile became interactive: so does the work building its children (a
+        prefetch job may have started it), down to the metatiles in the render queue."""
+        for child in self.grid.children(addr):
+            if child.z == self.grid.maxzoom:
+                self._metatiles.promote(self.grid.metatile_of(child), priority)
+            else:
+                self._zoomed.promote(child, priority)
+
+    async def _pixels(self, addr: TileAddress, demand: Demand) -> np.ndarray:
         png = await self.cached(addr)
         if png is None:
-            data = await self._tile(addr, priority)
+            # The priority is read after the cache lookup: the parent may have been promoted.
+            data = await self._tile(addr, demand.priority)
             if data.pixels is not None:
                 return data.pixels
             png = data.png
@@ -107,7 +121,7 @@ class TileService:
 
     async def _build_zoomed(self, addr: TileAddress, demand: Demand) -> TileData:
         tl, tr, bl, br = await asyncio.gather(
-            *(self._pixels(c, demand.priority) for c in self.grid.children(addr))
+            *(self._pixels(c, demand) for c in self.grid.children(addr))
         )
         quad = np.concatenate(
             [np.concatenate([tl, tr], axis=1), np.concatenate([bl, br], axis=1)], axis=0

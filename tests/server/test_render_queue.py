@@ -110,7 +110,9 @@ def test_single_flight_shares_one_result_and_promotes() -> None:
     model = FakeModel()
     queue, metrics = make_queue(model, limit=8)
     flights: SingleFlight[str, np.ndarray] = SingleFlight(
-        metrics, on_abandon=lambda _, demand: queue.discard(demand), on_promote=queue.promote
+        metrics,
+        on_abandon=lambda _, demand: queue.discard(demand),
+        on_promote=lambda _, demand: queue.promote(demand),
     )
     calls = 0
 
