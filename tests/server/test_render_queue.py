@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -13,26 +11,14 @@ from infinitygan.model.canvas import Rect
 from infinitygan.server.errors import QueueFull
 from infinitygan.server.metrics import Metrics
 from infinitygan.server.render_queue import Demand, Priority, RenderQueue, SingleFlight
+from tests.server.gated_model import GatedModel, wait_until
 
 RECT = Rect(0, 0, 4, 4)
 
 
-class FakeModel:
-    """Records each batch's seeds; blocks until released so tests control timing."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[int]] = []
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-
-    def __call__(self, jobs: Sequence[tuple[int, Rect]]) -> np.ndarray:
-        self.entered.set()
-        assert self.gate.wait(10), "test never released the fake model"
-        self.batches.append([seed for seed, _ in jobs])
-        return np.stack([np.full((4, 4, 3), seed % 256, np.uint8) for seed, _ in jobs])
-
-
-def make_queue(model: FakeModel, limit: int = 2, batch_max: int = 2) -> tuple[RenderQueue, Metrics]:
+def make_queue(
+    model: GatedModel, limit: int = 2, batch_max: int = 2
+) -> tuple[RenderQueue, Metrics]:
     metrics = Metrics()
     queue = RenderQueue(
         model, metrics, {Priority.INTERACTIVE: limit, Priority.PREFETCH: limit}, batch_max, 3
@@ -46,18 +32,13 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
-async def _wait_entered(model: FakeModel) -> None:
-    while not model.entered.is_set():
-        await asyncio.sleep(0.005)
-
-
 def test_interactive_before_prefetch_and_batching() -> None:
-    model = FakeModel()
+    model = GatedModel()
     queue, _ = make_queue(model, limit=4, batch_max=2)
 
     async def scenario() -> list[np.ndarray]:
         first = asyncio.ensure_future(queue.render(1, RECT, Demand(Priority.PREFETCH, 1)))
-        await _wait_entered(model)  # seed 1 is in the model; the rest queue behind it
+        await wait_until(model.entered.is_set)  # seed 1 is in the model; the rest queue behind it
         rest = [
             asyncio.ensure_future(queue.render(s, RECT, Demand(p, 1)))
             for s, p in [(2, Priority.PREFETCH), (3, Priority.PREFETCH), (4, Priority.INTERACTIVE)]
@@ -73,12 +54,12 @@ def test_interactive_before_prefetch_and_batching() -> None:
 
 
 def test_full_queue_raises_with_retry_after_and_unwanted_work_is_dropped() -> None:
-    model = FakeModel()
+    model = GatedModel()
     queue, metrics = make_queue(model, limit=2)
 
     async def scenario() -> None:
         busy = asyncio.ensure_future(queue.render(1, RECT, Demand(Priority.INTERACTIVE, 1)))
-        await _wait_entered(model)
+        await wait_until(model.entered.is_set)
         abandoned = Demand(Priority.INTERACTIVE, 1)
         queued = [
             asyncio.ensure_future(queue.render(2, RECT, abandoned)),
@@ -107,7 +88,7 @@ def test_full_queue_raises_with_retry_after_and_unwanted_work_is_dropped() -> No
 
 
 def test_single_flight_shares_one_result_and_promotes() -> None:
-    model = FakeModel()
+    model = GatedModel()
     queue, metrics = make_queue(model, limit=8)
     flights: SingleFlight[str, np.ndarray] = SingleFlight(
         metrics,
@@ -123,7 +104,7 @@ def test_single_flight_shares_one_result_and_promotes() -> None:
 
     async def scenario() -> list[np.ndarray]:
         blocker = asyncio.ensure_future(queue.render(1, RECT, Demand(Priority.PREFETCH, 1)))
-        await _wait_entered(model)
+        await wait_until(model.entered.is_set)
         waiters = [asyncio.ensure_future(flights.run("k", Priority.PREFETCH, work))]
         await asyncio.sleep(0.01)
         other = asyncio.ensure_future(queue.render(2, RECT, Demand(Priority.PREFETCH, 1)))
@@ -146,7 +127,7 @@ def test_single_flight_shares_one_result_and_promotes() -> None:
 
 
 def test_abandoned_flight_leaves_the_queue_at_once() -> None:
-    model = FakeModel()
+    model = GatedModel()
     queue, metrics = make_queue(model, limit=4)
     flights: SingleFlight[str, np.ndarray] = SingleFlight(
         metrics, on_abandon=lambda _, demand: queue.discard(demand)
@@ -154,7 +135,7 @@ def test_abandoned_flight_leaves_the_queue_at_once() -> None:
 
     async def scenario() -> None:
         busy = asyncio.ensure_future(queue.render(1, RECT, Demand(Priority.INTERACTIVE, 1)))
-        await _wait_entered(model)
+        await wait_until(model.entered.is_set)
         waiter = asyncio.ensure_future(
             flights.run("k", Priority.PREFETCH, lambda d: queue.render(2, RECT, d))
         )

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Sequence
-
-import numpy as np
 
 from infinitygan.model.canvas import Rect
 from infinitygan.server.cache import TileCache
@@ -16,29 +12,7 @@ from infinitygan.server.render_queue import Demand, Priority, RenderQueue
 from infinitygan.server.service import TileService
 from infinitygan.server.settings import Settings
 from infinitygan.server.tiling import TileAddress, TileGrid
-
-
-class GatedModel:
-    """Paints each rect with its seed; blocks until the test opens the gate."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[int]] = []
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-
-    def __call__(self, jobs: Sequence[tuple[int, Rect]]) -> np.ndarray:
-        self.entered.set()
-        assert self.gate.wait(10), "test never released the model"
-        self.batches.append([seed for seed, _ in jobs])
-        return np.stack([np.full((r.height, r.width, 3), seed, np.uint8) for seed, r in jobs])
-
-
-async def _until(condition, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition never became true"
-        await asyncio.sleep(0.005)
+from tests.server.gated_model import GatedModel, wait_until
 
 
 def test_interactive_request_promotes_a_zoomed_out_tile_that_a_prefetch_is_building() -> None:
@@ -58,7 +32,7 @@ def test_interactive_request_promotes_a_zoomed_out_tile_that_a_prefetch_is_build
         blocker = asyncio.ensure_future(
             queue.render(99, Rect(0, 0, 256, 256), Demand(Priority.PREFETCH, 1))
         )
-        await _until(model.entered.is_set)
+        await wait_until(model.entered.is_set)
         earlier = [
             asyncio.ensure_future(
                 queue.render(seed, Rect(0, 0, 256, 256), Demand(Priority.PREFETCH, 1))
@@ -66,9 +40,9 @@ def test_interactive_request_promotes_a_zoomed_out_tile_that_a_prefetch_is_build
             for seed in (50, 51, 52)
         ]
         prefetch = asyncio.ensure_future(service.prefetch_tile(zoomed))
-        await _until(lambda: queue.depth(Priority.PREFETCH) == 7)
+        await wait_until(lambda: queue.depth(Priority.PREFETCH) == 7)
         viewer = asyncio.ensure_future(service.produce(zoomed, Priority.INTERACTIVE))
-        await _until(lambda: queue.depth(Priority.INTERACTIVE) == 4)
+        await wait_until(lambda: queue.depth(Priority.INTERACTIVE) == 4)
         assert queue.depth(Priority.PREFETCH) == 3  # only the unrelated prefetch work is left
         model.gate.set()
         await asyncio.gather(blocker, *earlier, prefetch)
