@@ -76,7 +76,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import json
 
     from .model.config import TrainConfig
-    from .model.training.loop import train
+    from .training.loop import train
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
@@ -133,8 +133,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from .model.training.evaluate import EvalConfig, evaluate_checkpoint, format_table
-    from .model.training.metrics import MetricsUnavailable
+    from .training.evaluate import EvalConfig, evaluate_checkpoint, format_table
+    from .training.metrics import MetricsUnavailable
 
     fields = {f.name for f in dataclasses.fields(EvalConfig)}
     ecfg = EvalConfig(**{k: v for k, v in vars(args).items() if k in fields})
@@ -158,8 +158,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     from .model.checkpoint import DEFAULT_CHECKPOINT
     from .model.config import TrainConfig
-    from .model.training.evaluate import EvalConfig
-    from .model.training.metrics import EXTRACTORS
+    from .training.evaluate import EvalConfig
+    from .training.metrics import EXTRACTORS
 
     p = sub.add_parser(
         "eval",
@@ -234,8 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .model.checkpoint import CheckpointError
-    from .model.training.data import DataError
-    from .model.training.state import StateError
+    from .training.data import DataError
+    from .training.state import StateError
 
     parser = build_parser()
     args = parser.parse_args(argv)

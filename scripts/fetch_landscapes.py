@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Build ``data/landscapes/`` from curated photos in Debian packages (see
-``infinitygan.model.training.landscapes``). A thin CLI so the data step runs without torch."""
+``infinitygan.training.landscapes``). A thin CLI so the data step runs without torch."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 # Allow running from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from infinitygan.model.training.landscapes import (
+from infinitygan.training.landscapes import (
     DEFAULT_OUT_DIR,
     MIN_IMAGES,
     LandscapeFetchError,

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import geometry
-from ..config import GeneratorConfig
-from ..coords import coord_grid
-from ..networks import Generator
+from ..model import geometry
+from ..model.config import GeneratorConfig
+from ..model.coords import coord_grid
+from ..model.networks import Generator
 from . import losses
 from .augment import diff_augment, parse_policy
 from .data import PatchSampler, sample_rows, vertical_label

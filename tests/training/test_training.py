@@ -24,9 +24,9 @@ from PIL import Image
 from infinitygan.model import geometry
 from infinitygan.model.checkpoint import load_generator
 from infinitygan.model.config import PRESETS, TrainConfig
-from infinitygan.model.training.data import DataError, PatchSampler, load_folder, vertical_label
-from infinitygan.model.training.state import load_state, new_state, save_state
-from infinitygan.model.training.step import GeneratorStep, fake_inputs, train_step
+from infinitygan.training.data import DataError, PatchSampler, load_folder, vertical_label
+from infinitygan.training.state import load_state, new_state, save_state
+from infinitygan.training.step import GeneratorStep, fake_inputs, train_step
 
 TINY = PRESETS["tiny"].generator
 FULL_PX = TINY.train_full_cells * TINY.pixels_per_cell  # 64: a training image's height

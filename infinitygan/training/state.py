@@ -15,9 +15,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
-from ..checkpoint import atomic_write, safetensors_metadata
-from ..config import ModelPreset, TrainConfig, preset
-from ..networks import Discriminator, Generator
+from ..model.checkpoint import atomic_write, safetensors_metadata
+from ..model.config import ModelPreset, TrainConfig, preset
+from ..model.networks import Discriminator, Generator
 
 STATE_FORMAT = "infinitygan-train-state"
 STATE_VERSION = "1"

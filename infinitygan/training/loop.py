@@ -24,9 +24,9 @@ from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..canvas import Rect, render_batch, render_region
-from ..checkpoint import resolve_device, save_checkpoint
-from ..config import TrainConfig, preset
+from ..model.canvas import Rect, render_batch, render_region
+from ..model.checkpoint import resolve_device, save_checkpoint
+from ..model.config import TrainConfig, preset
 from .data import PatchSampler
 from .state import TrainState, load_state, new_state, save_state
 from .step import GeneratorStep, train_step

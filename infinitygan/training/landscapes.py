@@ -534,7 +534,7 @@ def _write_credits(
         f"{len(rows)} photographs, resized to {size} px high (centre crop to at most 2:1) "
         "(LANCZOS), no other changes and no augmentation. Each comes from a Debian package "
         "downloaded with `apt-get download` and unpacked with `dpkg-deb -x` "
-        "(built by `scripts/fetch_landscapes.py`, `infinitygan.model.training.landscapes`).",
+        "(built by `scripts/fetch_landscapes.py`, `infinitygan.training.landscapes`).",
         "",
         "'Licence (curated)' is what the package documents for the file; 'debian/copyright' is "
         "the matching stanza of `usr/share/doc/<package>/copyright`.",

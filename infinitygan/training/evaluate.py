@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..canvas import Rect, render_batch, render_region
-from ..checkpoint import load_generator, resolve_device
-from ..config import GeneratorConfig
-from ..latents import MAX_SEED
-from ..networks import Generator
+from ..model.canvas import Rect, render_batch, render_region
+from ..model.checkpoint import load_generator, resolve_device
+from ..model.config import GeneratorConfig
+from ..model.latents import MAX_SEED
+from ..model.networks import Generator
 from . import metrics, scores
 from .data import PatchSampler, sample_rows
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from infinitygan.model.training import landscapes as L
+from infinitygan.training import landscapes as L
 
 
 def test_curated_list_well_formed() -> None:
