@@ -111,54 +111,95 @@ def to_uint8(rgb: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _device_of(generator: Generator) -> torch.device:
-    return next(generator.parameters()).device
+class CanvasRenderer:
+    """Renders equally sized canvas rectangles with one generator: `renderer(jobs)` with jobs
+    [(seed, Rect)] -> uint8 [B, H, W, 3]. The tile server's render worker, and what
+    `render_batch` and `render_region` run.
 
-
-def _forward_group(generator: Generator, jobs: Sequence[tuple[int, _Window]]) -> np.ndarray:
-    cfg = generator.cfg
-    device = _device_of(generator)
-    inputs = [window_inputs(cfg, seed, w) for seed, w in jobs]
-    cl = torch.channels_last
-
-    def stack(i: int) -> torch.Tensor:
-        return torch.stack([inp[i] for inp in inputs]).to(device)
-
-    z_global = stack(0)
-    z_local = stack(1).contiguous(memory_format=cl)
-    coords = stack(2).contiguous(memory_format=cl)
-    noise = [
-        torch.stack([inp[3][layer] for inp in inputs]).to(device).contiguous(memory_format=cl)
-        for layer in range(2 * cfg.n_up)
-    ]
-    rgb = generator(z_global, z_local, coords, noise=noise)
-    rows, cols = jobs[0][1].rows, jobs[0][1].cols
-    rgb = rgb[:, :, rows.crop : rows.crop + rows.length, cols.crop : cols.crop + cols.length]
-    return to_uint8(rgb)
-
-
-@torch.inference_mode()
-def render_batch(generator: Generator, jobs: Sequence[tuple[int, Rect]]) -> np.ndarray:
-    """Render equally sized rectangles (any seeds, any positions): [B, H, W, 3] uint8.
-
-    Rectangles whose latent windows have the same shape share one forward pass (tiles of a
-    metatile grid always do); others are grouped.
+    It owns how a batch meets the hardware (the generator itself has no serving policy): on CPU
+    every window is its own batch-1 pass with the fused kernels, which is as fast per pixel as a
+    batch and skips the activation-sized modulation passes; on an accelerator a group of windows
+    is one batched pass, and a lone window takes the fused kernels. Both kernels compute the same
+    values (tests/model/test_networks.py), so the choice changes speed, not pixels.
     """
-    if not jobs:
-        raise ValueError("render_batch needs at least one (seed, rect)")
-    sizes = {(rect.height, rect.width) for _, rect in jobs}
-    if len(sizes) != 1:
-        raise ValueError(f"render_batch needs rectangles of one size, got {sorted(sizes)}")
-    cfg = generator.cfg
-    windows = [(check_seed(seed), _window(cfg, rect)) for seed, rect in jobs]
-    height, width = sizes.pop()
-    out = np.empty((len(jobs), height, width, 3), dtype=np.uint8)
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, (_, w) in enumerate(windows):
-        groups.setdefault(w.shape_key, []).append(i)
-    for idx in groups.values():
-        out[idx] = _forward_group(generator, [windows[i] for i in idx])
-    return out
+
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+
+    @torch.inference_mode()
+    def __call__(self, jobs: Sequence[tuple[int, Rect]]) -> np.ndarray:
+        """Render equally sized rectangles (any seeds, any positions).
+
+        Rectangles whose latent windows have the same shape share one forward pass (tiles of a
+        metatile grid always do); others are grouped.
+        """
+        if not jobs:
+            raise ValueError("a render needs at least one (seed, rect)")
+        sizes = {(rect.height, rect.width) for _, rect in jobs}
+        if len(sizes) != 1:
+            raise ValueError(f"a render needs rectangles of one size, got {sorted(sizes)}")
+        cfg = self.generator.cfg
+        windows = [(check_seed(seed), _window(cfg, rect)) for seed, rect in jobs]
+        height, width = sizes.pop()
+        out = np.empty((len(jobs), height, width, 3), dtype=np.uint8)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (_, w) in enumerate(windows):
+            groups.setdefault(w.shape_key, []).append(i)
+        for idx in groups.values():
+            out[idx] = self._render_group([windows[i] for i in idx])
+        return out
+
+    def _render_group(self, jobs: Sequence[tuple[int, _Window]]) -> np.ndarray:
+        """Windows of one shape: stack their hashed inputs, run the generator, crop."""
+        cfg = self.generator.cfg
+        device = next(self.generator.parameters()).device
+        inputs = [window_inputs(cfg, seed, w) for seed, w in jobs]
+        cl = torch.channels_last
+
+        def stack(i: int) -> torch.Tensor:
+            return torch.stack([inp[i] for inp in inputs]).to(device)
+
+        z_global = stack(0)
+        z_local = stack(1).contiguous(memory_format=cl)
+        coords = stack(2).contiguous(memory_format=cl)
+        noise = [
+            torch.stack([inp[3][layer] for inp in inputs]).to(device).contiguous(memory_format=cl)
+            for layer in range(2 * cfg.n_up)
+        ]
+        rgb = self._forward(z_global, z_local, coords, noise)
+        rows, cols = jobs[0][1].rows, jobs[0][1].cols
+        rgb = rgb[:, :, rows.crop : rows.crop + rows.length, cols.crop : cols.crop + cols.length]
+        return to_uint8(rgb)
+
+    def _forward(
+        self,
+        z_global: torch.Tensor,
+        z_local: torch.Tensor,
+        coords: torch.Tensor,
+        noise: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """The kernel choice and the per-sample split described in the class docstring."""
+        g = self.generator
+        batch = z_global.shape[0]
+        if batch > 1 and z_global.device.type != "cpu":
+            return g(z_global, z_local, coords, noise=noise, impl="batched")
+        parts = [
+            g(
+                z_global[i : i + 1],
+                z_local[i : i + 1],
+                coords[i : i + 1],
+                noise=[n[i : i + 1] for n in noise],
+                impl="fused",
+            )
+            for i in range(batch)
+        ]
+        return parts[0] if batch == 1 else torch.cat(parts)
+
+
+def render_batch(generator: Generator, jobs: Sequence[tuple[int, Rect]]) -> np.ndarray:
+    """Render equally sized rectangles (any seeds, any positions): [B, H, W, 3] uint8
+    (see CanvasRenderer)."""
+    return CanvasRenderer(generator)(jobs)
 
 
 def default_chunk(cfg: GeneratorConfig, budget_bytes: int = 2**29) -> int:
@@ -185,11 +226,12 @@ def render_region(
     if chunk < 1:
         raise ValueError(f"max_chunk must be >= 1, got {chunk}")
     check_seed(seed)
+    render = CanvasRenderer(generator)
     out = np.empty((rect.height, rect.width, 3), dtype=np.uint8)
     cells = [(dy, dx) for dy in range(0, rect.height, chunk) for dx in range(0, rect.width, chunk)]
     for dy, dx in tqdm(cells, desc="render", unit="chunk", disable=not progress):
         h, w = min(chunk, rect.height - dy), min(chunk, rect.width - dx)
-        part = render_batch(generator, [(seed, Rect(rect.x + dx, rect.y + dy, w, h))])
+        part = render([(seed, Rect(rect.x + dx, rect.y + dy, w, h))])
         out[dy : dy + h, dx : dx + w] = part[0]
     return out
 

@@ -2,9 +2,17 @@
 discriminator with the auxiliary vertical-coordinate head.
 
 The generator is a pure function of explicit inputs (z_g, z_l window, coordinate window, W+ and
-noise maps), so training can feed `torch.randn` while the canvas renderer feeds hashed latents
-(STYLE rule 5). Nothing pads with zeros: every conv is valid, which is what makes a large window
-equal to the same window assembled from tiles.
+noise maps), so training can feed `torch.randn` while the canvas renderer feeds hashed latents:
+nothing inside it knows where on the canvas a window lies. Nothing pads with zeros: every conv is
+valid, which is what makes a large window equal to the same window assembled from tiles.
+
+Every modulated layer has two kernels computing the same values, and the caller names one
+(`impl`); nothing is inferred from the batch size or the grad mode:
+  "batched"  modulation applied to the activations, one shared weight for the whole batch;
+             differentiable, any batch size (training, and the reference the other must match);
+  "fused"    one sample's modulation, demodulation, gain and bias folded into its conv weight,
+             noise and activation in place: fewer activation-sized passes, for inference on a
+             batch of one (the canvas renderer on CPU).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -38,9 +47,23 @@ class PixelNorm(nn.Module):
         return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
 
 
-def _fast_path(x: torch.Tensor) -> bool:
-    """Inference on one sample takes the fused-weight path (see StyledConv._forward_fused)."""
-    return x.shape[0] == 1 and not torch.is_grad_enabled()
+Impl = Literal["batched", "fused"]
+IMPLS: tuple[Impl, ...] = ("batched", "fused")
+
+
+def _is_fused(impl: Impl, x: torch.Tensor) -> bool:
+    """Validate the caller's kernel choice for input `x`; True for the fused kernel."""
+    if impl == "batched":
+        return False
+    if impl != "fused":
+        raise ValueError(f"unknown generator impl {impl!r}; choose one of {IMPLS}")
+    if x.shape[0] != 1 or torch.is_grad_enabled():
+        # one sample's weight serves the whole batch, and the in-place ops are not for autograd
+        raise ValueError(
+            f'impl="fused" is for inference on one sample, got batch {x.shape[0]} '
+            f"with grad {'enabled' if torch.is_grad_enabled() else 'disabled'}"
+        )
+    return True
 
 
 class StyledConv(nn.Module):
@@ -64,9 +87,13 @@ class StyledConv(nn.Module):
         self.up = up
 
     def forward(
-        self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        style: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        impl: Impl = "batched",
     ) -> torch.Tensor:
-        if _fast_path(x):
+        if _is_fused(impl, x):
             return self._forward_fused(x, style, noise)
         out = modulated_conv2d(x, self.weight * self.scale, self.modulation(style), up=self.up)
         if self.noise_strength is not None:
@@ -80,9 +107,9 @@ class StyledConv(nn.Module):
     def _forward_fused(
         self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None
     ) -> torch.Tensor:
-        """Same values for one sample without activation passes: modulation, demodulation and
-        the sqrt(2) gain live in the weight (lrelu(a) * sqrt2 = lrelu(sqrt2 * a)), the bias in the
-        conv, and noise and lrelu are applied in place."""
+        """The batched kernel's values for one sample without activation passes: modulation,
+        demodulation and the sqrt(2) gain live in the weight (lrelu(a) * sqrt2 =
+        lrelu(sqrt2 * a)), the bias in the conv, and noise and lrelu are applied in place."""
         w = modulated_weight(self.weight * self.scale, self.modulation(style)[0]) * SQRT2
         bias = self.bias * SQRT2
         out = up_conv2d(x, w, bias) if self.up else F.conv2d(x, w, bias)
@@ -103,8 +130,8 @@ class ToRGB(nn.Module):
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
         self.bias = nn.Parameter(torch.zeros(3))
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        if _fast_path(x):
+    def forward(self, x: torch.Tensor, style: torch.Tensor, impl: Impl = "batched") -> torch.Tensor:
+        if _is_fused(impl, x):
             w = modulated_weight(self.weight * self.scale, self.modulation(style)[0], False)
             return F.conv2d(x, w, self.bias)
         out = modulated_conv2d(
@@ -135,14 +162,18 @@ class StructureSynthesizer(nn.Module):
         )
 
     def forward(
-        self, z_global: torch.Tensor, z_local: torch.Tensor, coords: torch.Tensor
+        self,
+        z_global: torch.Tensor,
+        z_local: torch.Tensor,
+        coords: torch.Tensor,
+        impl: Impl = "batched",
     ) -> torch.Tensor:
         assert z_local.shape[2:] == coords.shape[2:], (z_local.shape, coords.shape)
         x = z_local  # [B, Cl, H, W]
         for i, layer in enumerate(self.layers):
             m = i * self.radius
             c = coords[:, :, m : coords.shape[2] - m, m : coords.shape[3] - m]
-            x = layer(torch.cat((x, c.to(x.dtype)), dim=1), z_global)  # [B, C, H-2r(i+1), ...]
+            x = layer(torch.cat((x, c.to(x.dtype)), dim=1), z_global, impl=impl)  # H-2r(i+1)
         return x
 
 
@@ -166,6 +197,7 @@ class TextureSynthesizer(nn.Module):
         z_s: torch.Tensor,
         w_plus: torch.Tensor,
         noise: Sequence[torch.Tensor | None] | None = None,
+        impl: Impl = "batched",
     ) -> torch.Tensor:
         n_layers = 2 * len(self.ups)
         if noise is None:
@@ -175,13 +207,18 @@ class TextureSynthesizer(nn.Module):
         for i, (up, conv, to_rgb) in enumerate(
             zip(self.ups, self.convs, self.to_rgbs, strict=True)
         ):
-            x = up(x, w_plus[:, 2 * i], noise[2 * i])  # H -> 2H-3
-            x = conv(x, w_plus[:, 2 * i + 1], noise[2 * i + 1])  # -> 2H-5
-            new = to_rgb(x, w_plus[:, 2 * i + 2])
+            x = up(x, w_plus[:, 2 * i], noise[2 * i], impl=impl)  # H -> 2H-3
+            x = conv(x, w_plus[:, 2 * i + 1], noise[2 * i + 1], impl=impl)  # -> 2H-5
+            new = to_rgb(x, w_plus[:, 2 * i + 2], impl=impl)
             if rgb is not None:  # skip: 2H'-1 -> centre crop 2 per side -> 2H'-5
                 new = new + center_crop(upsample_rgb(rgb), new.shape[2], new.shape[3])
             rgb = new
         return rgb
+
+
+class Synthesis(NamedTuple):
+    rgb: torch.Tensor  # [B, 3, h, w]
+    structure: torch.Tensor  # z_S, the G_S output [B, C, n, n] (the diversity loss reads it)
 
 
 class Generator(nn.Module):
@@ -201,6 +238,42 @@ class Generator(nn.Module):
         """[B, D] -> W+ [B, n_styles, D]."""
         return w[:, None, :].expand(-1, self.cfg.n_styles, -1)
 
+    def styles(
+        self, z_global: torch.Tensor, mixing: tuple[torch.Tensor, int] | None = None
+    ) -> torch.Tensor:
+        """W+ [B, n_styles, D] of z_global; with `mixing` = (z_mix, index), rows >= index come
+        from z_mix instead (style mixing; an index of n_styles or more mixes nothing)."""
+        w = self.broadcast_styles(self.mapping(z_global))
+        if mixing is None or mixing[1] >= self.cfg.n_styles:
+            return w
+        z_mix, index = mixing
+        w_mix = self.broadcast_styles(self.mapping(z_mix))
+        return torch.cat((w[:, :index], w_mix[:, index:]), dim=1)
+
+    def synthesize(
+        self,
+        z_global: torch.Tensor,
+        z_local: torch.Tensor,
+        coords: torch.Tensor,
+        w_plus: torch.Tensor | None = None,
+        noise: Sequence[torch.Tensor | None] | None = None,
+        impl: Impl = "batched",
+    ) -> Synthesis:
+        """z_global [B, Z], z_local [B, Cl, H, W], coords [B, 3, H, W] -> RGB [B, 3, h, w] and
+        the structure z_S it was synthesised from.
+
+        h = 2**k * (H - 2*L*r - 5) + 5 (see geometry.py). w_plus defaults to styles(z_global);
+        noise defaults to fresh torch.randn (training). `impl` picks the kernels (module
+        docstring): "fused" needs a batch of one and no autograd.
+        """
+        if w_plus is None:
+            w_plus = self.styles(z_global)
+        z_s = self.structure(z_global, z_local, coords, impl=impl)
+        rgb = self.texture(z_s, w_plus, noise, impl=impl)
+        expect = geometry.texture_output_size(z_s.shape[2], self.cfg.n_up)
+        assert rgb.shape[2] == expect, (rgb.shape, expect)
+        return Synthesis(rgb, z_s)
+
     def forward(
         self,
         z_global: torch.Tensor,
@@ -208,36 +281,10 @@ class Generator(nn.Module):
         coords: torch.Tensor,
         w_plus: torch.Tensor | None = None,
         noise: Sequence[torch.Tensor | None] | None = None,
+        impl: Impl = "batched",
     ) -> torch.Tensor:
-        """z_global [B, Z], z_local [B, Cl, H, W], coords [B, 3, H, W] -> RGB [B, 3, h, w].
-
-        h = 2**k * (H - 2*L*r - 5) + 5 (see geometry.py). w_plus defaults to mapping(z_global)
-        for every layer; noise defaults to fresh torch.randn (training).
-        """
-        batch = z_global.shape[0]
-        if batch > 1 and z_global.device.type == "cpu" and not torch.is_grad_enabled():
-            # On CPU one sample at a time is as fast per pixel and takes the fused fast path.
-            return torch.cat(
-                [
-                    self(
-                        z_global[i : i + 1],
-                        z_local[i : i + 1],
-                        coords[i : i + 1],
-                        None if w_plus is None else w_plus[i : i + 1],
-                        None
-                        if noise is None
-                        else [n if n is None else n[i : i + 1] for n in noise],
-                    )
-                    for i in range(batch)
-                ]
-            )
-        if w_plus is None:
-            w_plus = self.broadcast_styles(self.mapping(z_global))
-        z_s = self.structure(z_global, z_local, coords)
-        rgb = self.texture(z_s, w_plus, noise)
-        expect = geometry.texture_output_size(z_s.shape[2], self.cfg.n_up)
-        assert rgb.shape[2] == expect, (rgb.shape, expect)
-        return rgb
+        """The RGB of `synthesize`."""
+        return self.synthesize(z_global, z_local, coords, w_plus, noise, impl=impl).rgb
 
 
 class Blur(nn.Module):

@@ -154,7 +154,8 @@ def modulated_weight(
     weight: torch.Tensor, style: torch.Tensor, demodulate: bool = True, eps: float = 1e-8
 ) -> torch.Tensor:
     """One sample's modulated (and demodulated) weight [O, I, k, k] from its style [I]: the
-    fused form of `modulated_conv2d`, used by the inference fast path (no activation passes)."""
+    fused form of `modulated_conv2d`, used by the generator's fused kernels (inference on one
+    sample, no activation passes)."""
     w = weight * style.view(1, -1, 1, 1)
     if demodulate:
         w = w * torch.rsqrt(w.square().sum(dim=(1, 2, 3), keepdim=True) + eps)

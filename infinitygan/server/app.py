@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from infinitygan.model.canvas import Rect, render_batch
+from infinitygan.model.canvas import CanvasRenderer, Rect
 from infinitygan.model.checkpoint import load_generator
 
 from .cors import CorsMiddleware
@@ -49,7 +49,7 @@ async def _load(state: ServerState) -> None:
         _failed(state, f"cannot load the checkpoint: {exc}")
         return
     queue = RenderQueue(
-        lambda jobs: render_batch(ckpt.generator, jobs),
+        CanvasRenderer(ckpt.generator),
         state.metrics,
         {
             Priority.INTERACTIVE: settings.queue_interactive,

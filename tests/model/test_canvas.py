@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from infinitygan.model import canvas
-from infinitygan.model.canvas import Rect, downsample_2x, render_batch, render_region
+from infinitygan.model.canvas import (
+    CanvasRenderer,
+    Rect,
+    downsample_2x,
+    render_batch,
+    render_region,
+)
 from infinitygan.model.networks import Generator
 from tests.conftest import assert_close_uint8, assert_informative
 
@@ -77,6 +83,40 @@ def test_batch_composition_and_order_do_not_matter(tiny_g: Generator) -> None:
         assert_close_uint8(shuffled[k], alone[i])
     assert not np.array_equal(alone[0], alone[1])  # seeds differ
     assert np.array_equal(alone[0], alone[4])
+
+
+def test_cpu_renderer_runs_each_window_alone_with_the_fused_kernels(
+    tiny_g: Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, str]] = []
+    forward = Generator.forward
+
+    def spy(self, z_global, *args, impl="batched", **kwargs):
+        calls.append((z_global.shape[0], impl))
+        return forward(self, z_global, *args, impl=impl, **kwargs)
+
+    monkeypatch.setattr(Generator, "forward", spy)
+    jobs = [(s, Rect(T * s, 0, T, T)) for s in range(3)]
+    out = CanvasRenderer(tiny_g)(jobs)
+    assert calls == [(1, "fused")] * 3
+    assert out.shape == (3, T, T, 3)
+
+
+def test_renderer_pixels_equal_the_batched_reference(tiny_g: Generator) -> None:
+    """What an accelerator renders (one batched pass) equals what the CPU renders (fused, one
+    window at a time), so the tile server's pixels do not depend on its hardware."""
+
+    class BatchedRenderer(CanvasRenderer):
+        def _forward(self, z_global, z_local, coords, noise):
+            return self.generator(z_global, z_local, coords, noise=noise, impl="batched")
+
+    jobs = [(7, Rect(-40, 10, 96, 64)), (8, Rect(-40, 10, 96, 64)), (7, Rect(56, 10, 96, 64))]
+    fused = CanvasRenderer(tiny_g)(jobs)
+    batched = BatchedRenderer(tiny_g)(jobs)
+    for a, b in zip(fused, batched, strict=True):
+        assert_informative(a)
+        assert_close_uint8(a, b)
+    assert np.array_equal(render_batch(tiny_g, jobs), fused)
 
 
 def test_render_order_does_not_matter(tiny_g: Generator) -> None:

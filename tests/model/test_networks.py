@@ -1,7 +1,7 @@
-"""Networks: the inference fast path (fused per-sample weights, batch 1, no grad) equals the
-training path (activation modulation, batched, grad enabled), layer by layer and for the whole
-generator; noise and biases really enter the output; the discriminator's heads have the right
-shapes."""
+"""Networks: the fused kernels (per-sample folded weights, batch 1, inference) compute what the
+batched reference kernels (activation modulation, any batch, differentiable) compute, layer by
+layer and for the whole generator; the caller's kernel choice is checked, not guessed; noise and
+biases really enter the output; the discriminator's heads have the right shapes."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _layer_inputs(in_ch: int, style_dim: int, h: int, w: int, seed: int = 0):
 
 @pytest.mark.parametrize("up", [False, True])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_styled_conv_fast_path_equals_training_path(up: bool, channels_last: bool) -> None:
+def test_styled_conv_fused_equals_batched_reference(up: bool, channels_last: bool) -> None:
     torch.manual_seed(0)
     layer = StyledConv(6, 5, 8, 3, up=up).requires_grad_(False)
     randomise_terms(layer, 1, bias_scale=0.3)
@@ -33,26 +33,39 @@ def test_styled_conv_fast_path_equals_training_path(up: bool, channels_last: boo
     out_h = 2 * 9 - 3 if up else 9 - 2
     out_w = 2 * 7 - 3 if up else 7 - 2
     noise = torch.randn(2, 1, out_h, out_w, generator=g)
-    with torch.enable_grad():
-        batched = layer(x, style, noise)  # activation-modulation path
     with torch.no_grad():
+        ref = layer(x, style, noise, impl="batched")
         for b in range(2):
-            assert networks._fast_path(x[b : b + 1])
-            fused = layer(x[b : b + 1], style[b : b + 1], noise[b : b + 1])
-            torch.testing.assert_close(fused, batched[b : b + 1], rtol=1e-5, atol=1e-5)
+            fused = layer(x[b : b + 1], style[b : b + 1], noise[b : b + 1], impl="fused")
+            torch.testing.assert_close(fused, ref[b : b + 1], rtol=1e-5, atol=1e-5)
 
 
-def test_to_rgb_fast_path_equals_training_path() -> None:
+def test_to_rgb_fused_equals_batched_reference() -> None:
     torch.manual_seed(0)
     layer = ToRGB(6, 8).requires_grad_(False)
     randomise_terms(layer, 2, bias_scale=0.3)
     x, style, _ = _layer_inputs(6, 8, 5, 4)
-    with torch.enable_grad():
-        batched = layer(x, style)
     with torch.no_grad():
+        ref = layer(x, style, impl="batched")
         for b in range(2):
-            fused = layer(x[b : b + 1], style[b : b + 1])
-            torch.testing.assert_close(fused, batched[b : b + 1], rtol=1e-5, atol=1e-5)
+            fused = layer(x[b : b + 1], style[b : b + 1], impl="fused")
+            torch.testing.assert_close(fused, ref[b : b + 1], rtol=1e-5, atol=1e-5)
+
+
+def test_batched_kernel_ignores_grad_mode_and_batch_neighbours() -> None:
+    """The reference is one function whatever the caller's context: with or without autograd,
+    and for a sample alone or inside a batch."""
+    torch.manual_seed(0)
+    layer = StyledConv(6, 5, 8, 3, up=True).requires_grad_(False)
+    randomise_terms(layer, 3, bias_scale=0.3)
+    x, style, g = _layer_inputs(6, 8, 6, 6)
+    noise = torch.randn(2, 1, 9, 9, generator=g)
+    with torch.enable_grad():
+        with_grad = layer(x, style, noise)  # impl defaults to the batched reference
+    with torch.no_grad():
+        alone = layer(x[1:], style[1:], noise[1:], impl="batched")
+        assert torch.equal(layer(x, style, noise, impl="batched"), with_grad)
+    torch.testing.assert_close(alone, with_grad[1:], rtol=1e-6, atol=1e-6)
 
 
 def _generator_inputs(g: Generator, batch: int, n: int, seed: int = 0):
@@ -67,37 +80,73 @@ def _generator_inputs(g: Generator, batch: int, n: int, seed: int = 0):
     return z_g, z_l, coords, noise
 
 
-def test_generator_fused_path_equals_batched_training_path(tiny_g: Generator) -> None:
+def test_generator_fused_equals_batched_reference(tiny_g: Generator) -> None:
     z_g, z_l, coords, noise = _generator_inputs(tiny_g, 2, 7)
-    cl = torch.channels_last
-    with torch.enable_grad():  # batch 2 with grad: the training path, no per-sample split
-        ref = tiny_g(z_g, z_l, coords, noise=noise)
-    with torch.no_grad():  # batch 2 without grad: split into batch-1 fused calls on CPU
-        split = tiny_g(z_g, z_l.contiguous(memory_format=cl), coords, noise=noise)
-        single = [
+    with torch.no_grad():
+        ref = tiny_g(z_g, z_l, coords, noise=noise, impl="batched")
+        fused = [
             tiny_g(
                 z_g[b : b + 1],
-                z_l[b : b + 1],
+                z_l[b : b + 1].contiguous(memory_format=torch.channels_last),
                 coords[b : b + 1],
                 noise=[n[b : b + 1] for n in noise],
+                impl="fused",
             )
             for b in range(2)
         ]
-    assert ref.shape == (
-        2,
-        3,
-        geometry.texture_output_size(7, 3),
-        geometry.texture_output_size(7, 3),
-    )
+    side = geometry.texture_output_size(7, 3)
+    assert ref.shape == (2, 3, side, side)
     assert ref.std() > 0.1  # not a degenerate comparison
-    torch.testing.assert_close(split, ref, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(torch.cat(single), ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(torch.cat(fused), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_synthesize_returns_the_structure_the_rgb_was_made_from(tiny_g: Generator) -> None:
+    z_g, z_l, coords, noise = _generator_inputs(tiny_g, 2, 6)
+    with torch.no_grad():
+        rgb, z_s = tiny_g.synthesize(z_g, z_l, coords, noise=noise)
+        assert torch.equal(z_s, tiny_g.structure(z_g, z_l, coords))
+        w_plus = tiny_g.styles(z_g)
+        assert torch.equal(rgb, tiny_g.texture(z_s, w_plus, noise))
+        assert torch.equal(rgb, tiny_g(z_g, z_l, coords, noise=noise))
+    assert z_s.shape == (2, tiny_g.cfg.structure_channels, 6, 6)
+
+
+def test_style_mixing_takes_the_later_rows_from_the_second_latent(tiny_g: Generator) -> None:
+    cfg = tiny_g.cfg
+    gen = torch.Generator().manual_seed(4)
+    z_a, z_b = torch.randn(2, 3, cfg.z_dim, generator=gen)
+    with torch.no_grad():
+        w_a, w_b = tiny_g.styles(z_a), tiny_g.styles(z_b)
+        mixed = tiny_g.styles(z_a, (z_b, 2))
+        assert torch.equal(mixed[:, :2], w_a[:, :2]) and torch.equal(mixed[:, 2:], w_b[:, 2:])
+        assert torch.equal(tiny_g.styles(z_a, (z_b, cfg.n_styles)), w_a)  # nothing mixed
+    assert not torch.equal(w_a, w_b)
+
+
+@pytest.mark.parametrize(
+    ("batch", "grad", "match"),
+    [(2, False, "one sample, got batch 2"), (1, True, "grad enabled")],
+)
+def test_fused_kernel_refuses_what_it_cannot_compute(
+    tiny_g: Generator, batch: int, grad: bool, match: str
+) -> None:
+    """One sample's folded weight would silently serve a whole batch, and its in-place ops are
+    not for autograd: both are errors, not a quiet fallback."""
+    z_g, z_l, coords, noise = _generator_inputs(tiny_g, batch, 5)
+    with torch.set_grad_enabled(grad), pytest.raises(ValueError, match=match):
+        tiny_g(z_g, z_l, coords, noise=noise, impl="fused")
+
+
+def test_unknown_impl_is_rejected(tiny_g: Generator) -> None:
+    z_g, z_l, coords, noise = _generator_inputs(tiny_g, 1, 5)
+    with torch.no_grad(), pytest.raises(ValueError, match="unknown generator impl"):
+        tiny_g(z_g, z_l, coords, noise=noise, impl="fast")  # type: ignore[arg-type]
 
 
 def test_explicit_w_plus_equals_default_styles(tiny_g: Generator) -> None:
     z_g, z_l, coords, noise = _generator_inputs(tiny_g, 1, 6)
     with torch.no_grad():
-        w_plus = tiny_g.broadcast_styles(tiny_g.mapping(z_g))
+        w_plus = tiny_g.styles(z_g)
         assert w_plus.shape == (1, tiny_g.cfg.n_styles, tiny_g.cfg.z_dim)
         a = tiny_g(z_g, z_l, coords, noise=noise)
         b = tiny_g(z_g, z_l, coords, w_plus=w_plus, noise=noise)
