@@ -81,7 +81,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
     if args.dry_run:
-        print(json.dumps(cfg.to_dict(), indent=2))
+        print(json.dumps(cfg.resolved().to_dict(), indent=2))
         return 0
     state = train(cfg, resume=not args.fresh)
     print(f"stopped at iteration {state.step}; state in {cfg.run_dir}")
@@ -106,7 +106,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         if f.name in {"preset", "data", "run_dir"}:
             continue
         flag = "--" + f.name.replace("_", "-")
-        value = f.default  # r1_gamma's None means "the preset's", resolved by TrainConfig
+        value = f.default  # r1_gamma's None means "the preset's" (TrainConfig.resolved)
         if isinstance(value, bool):
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=value)
         elif isinstance(value, int):

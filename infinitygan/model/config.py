@@ -153,9 +153,10 @@ def preset(name: str) -> ModelPreset:
 class TrainConfig:
     """Everything a training run needs besides the model preset; written to the run directory.
 
-    Loss weights, regularisation intervals and Adam settings follow the paper's code
-    (reference-infinitygan.md section 4); the EMA half-life is in images, with a ramp-up so a
-    short CPU run still averages over its recent past.
+    Loss weights, regularisation intervals and Adam settings follow the official InfinityGAN
+    code (which takes them from StyleGAN2); the EMA half-life is in images, with a ramp-up so a
+    short CPU run still averages over its recent past. Fields left None mean "the preset's":
+    `resolved()` fills them in, and training only ever sees a resolved config.
     """
 
     preset: str = "small"
@@ -164,7 +165,7 @@ class TrainConfig:
     batch: int = 8  # even: the diversity loss pairs samples [a, a', b, b', ...]
     iterations: int = 100_000
     lr: float = 0.002
-    r1_gamma: float | None = None  # None: the preset's (see ModelPreset)
+    r1_gamma: float | None = None  # None: the preset's (see ModelPreset and resolved())
     r1_every: int = 16
     path_weight: float = 2.0
     path_every: int = 4
@@ -205,11 +206,16 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.mixing_prob <= 1.0:
             raise ValueError(f"mixing_prob must be in [0, 1], got {self.mixing_prob}")
-        model = preset(self.preset)
-        if self.r1_gamma is None:
-            object.__setattr__(self, "r1_gamma", model.r1_gamma)
-        elif self.r1_gamma < 0:
+        preset(self.preset)  # an unknown name fails here, not when training starts
+        if self.r1_gamma is not None and self.r1_gamma < 0:
             raise ValueError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
+
+    def resolved(self) -> TrainConfig:
+        """This config with the preset's value in every field left None (a copy: the config
+        itself never changes)."""
+        if self.r1_gamma is not None:
+            return self
+        return dataclasses.replace(self, r1_gamma=preset(self.preset).r1_gamma)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -18,6 +18,7 @@ from safetensors.torch import save as save_bytes
 from ..model.checkpoint import atomic_write, safetensors_metadata
 from ..model.config import ModelPreset, TrainConfig, preset
 from ..model.networks import Discriminator, Generator
+from .phases import iteration_phases, lazy_adam
 
 STATE_FORMAT = "infinitygan-train-state"
 STATE_VERSION = "1"
@@ -29,7 +30,7 @@ class StateError(Exception):
 
 @dataclass
 class TrainState:
-    cfg: TrainConfig
+    cfg: TrainConfig  # resolved (TrainConfig.resolved)
     model: ModelPreset
     G: Generator
     D: Discriminator
@@ -43,13 +44,9 @@ class TrainState:
     mean_path_length: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
 
 
-def _adam(params, lr: float, every: int) -> torch.optim.Adam:
-    """Adam with StyleGAN2's lazy-regularisation correction of lr and betas."""
-    c = every / (every + 1)
-    return torch.optim.Adam(params, lr=lr * c, betas=(0.0, 0.99**c))
-
-
 def new_state(cfg: TrainConfig, device: torch.device) -> TrainState:
+    """Freshly initialised networks and optimisers for `cfg` (resolved: see TrainConfig)."""
+    cfg = cfg.resolved()
     torch.manual_seed(cfg.seed)
     model = preset(cfg.preset)
     gcfg = model.generator
@@ -57,14 +54,15 @@ def new_state(cfg: TrainConfig, device: torch.device) -> TrainState:
     D = Discriminator(model.discriminator, gcfg.train_patch_cells * gcfg.pixels_per_cell).to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     data_gen = torch.Generator().manual_seed(cfg.seed)
+    phases = iteration_phases(cfg)
     return TrainState(
         cfg,
         model,
         G,
         D,
         G_ema,
-        _adam(G.parameters(), cfg.lr, cfg.path_every),
-        _adam(D.parameters(), cfg.lr, cfg.r1_every),
+        lazy_adam(G.parameters(), cfg.lr, phases.g_reg),
+        lazy_adam(D.parameters(), cfg.lr, phases.d_reg),
         data_gen,
     )
 

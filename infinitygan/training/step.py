@@ -1,4 +1,5 @@
-"""One training iteration: the D step (+ lazy R1), the G step (+ lazy path length), EMA.
+"""One training iteration: its phases (D main, lazy R1, G main, lazy path length; see
+phases.py) in order, then the counters and the EMA.
 
 Fake patches are produced exactly as the canvas renderer would produce the same canvas rows
 (`fake_inputs` builds a latent window on the same cell lattice), with torch.randn latents and
@@ -7,6 +8,8 @@ training-time coordinate jitter instead of the seeded hash.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +22,7 @@ from ..model.networks import Generator
 from . import losses
 from .augment import diff_augment, parse_policy
 from .data import PatchSampler, sample_rows, vertical_label
+from .phases import Phase, iteration_phases
 from .state import TrainState
 
 
@@ -77,8 +81,9 @@ def fake_inputs(
 
 
 class GeneratorStep(nn.Module):
-    """What DistributedDataParallel wraps: mapping + mixing + G_S + G_T in one forward, returning
-    the patch (cropped like a canvas tile), z_S for the diversity loss and W+ for path length."""
+    """What DistributedDataParallel wraps: the generator with style mixing in one forward,
+    returning the patch (cropped like a canvas tile), z_S for the diversity loss and W+ for
+    path length."""
 
     def __init__(self, generator: Generator) -> None:
         super().__init__()
@@ -86,15 +91,10 @@ class GeneratorStep(nn.Module):
 
     def forward(self, inp: FakeInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g = self.generator
-        cfg = g.cfg
-        w = g.broadcast_styles(g.mapping(inp.z_global))
-        if inp.mix_index < cfg.n_styles:
-            w2 = g.broadcast_styles(g.mapping(inp.z_mix))
-            w = torch.cat((w[:, : inp.mix_index], w2[:, inp.mix_index :]), dim=1)
-        z_s = g.structure(inp.z_global, inp.z_local, inp.coords)
-        img = g.texture(z_s, w)
-        patch = cfg.train_patch_cells * cfg.pixels_per_cell
-        return img[:, :, :patch, :patch], z_s, w
+        w_plus = g.styles(inp.z_global, (inp.z_mix, inp.mix_index))
+        img, z_s = g.synthesize(inp.z_global, inp.z_local, inp.coords, w_plus, impl="batched")
+        patch = g.cfg.train_patch_cells * g.cfg.pixels_per_cell
+        return img[:, :, :patch, :patch], z_s, w_plus
 
 
 def _requires_grad(module: nn.Module, flag: bool) -> None:
@@ -116,6 +116,115 @@ def update_ema(ema: nn.Module, model: nn.Module, beta: float) -> None:
         p_ema.lerp_(p.detach(), 1.0 - beta)
 
 
+@dataclass
+class _Iteration:
+    """What the phases of one iteration share: the networks as the step calls them, and the
+    real batch (drawn once; the main D phase and R1 both read it)."""
+
+    state: TrainState
+    g_step: nn.Module
+    d_net: nn.Module
+    device: torch.device
+    autocast: torch.autocast | None
+    policy: list[str]
+    real_img: torch.Tensor
+    real_labels: torch.Tensor
+
+    def D(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.d_net(diff_augment(x, self.policy))
+
+    def fakes(self, batch: int) -> FakeInputs:
+        cfg = self.state.cfg
+        gcfg = self.state.model.generator
+        return fake_inputs(gcfg, batch, cfg.mixing_prob, self.state.data_gen, self.device)
+
+    def amp(self) -> AbstractContextManager:
+        """bf16 autocast where enabled, for the main phases (the regularisers run in fp32)."""
+        return self.autocast if self.autocast is not None else torch.autocast("cpu", enabled=False)
+
+
+PhaseLoss = tuple[torch.Tensor, dict[str, float]]  # the loss to back-propagate, its stats
+
+
+def _d_main(it: _Iteration) -> PhaseLoss:
+    cfg = it.state.cfg
+    inp = it.fakes(cfg.batch)
+    with it.amp():
+        with torch.no_grad():
+            fake_img = it.g_step(inp)[0]
+        real_pred, real_coord = it.D(it.real_img)
+        fake_pred, fake_coord = it.D(fake_img.detach())
+        adv = losses.d_logistic_loss(real_pred.float(), fake_pred.float())
+        coord = losses.coord_loss(real_coord.float(), it.real_labels) + losses.coord_loss(
+            fake_coord.float(), inp.labels
+        )
+        loss = adv + cfg.coord_weight * coord
+    return loss, {
+        "d_adv": adv.item(),
+        "d_coord": coord.item(),
+        "real_score": real_pred.mean().item(),
+        "fake_score": fake_pred.mean().item(),
+    }
+
+
+def _d_reg(it: _Iteration) -> PhaseLoss:
+    real_img = it.real_img.detach().requires_grad_(True)
+    real_pred, r1_coord = it.D(real_img)
+    r1 = losses.d_r1_penalty(real_pred, real_img)
+    # The zero terms put every D parameter (the coordinate head too) in the graph: DDP waits
+    # for a gradient of each before it can finish the iteration's reduction.
+    unused = 0 * (real_pred[0] + r1_coord[0])
+    return it.state.cfg.r1_gamma / 2 * r1 + unused, {"r1": r1.item()}
+
+
+def _g_main(it: _Iteration) -> PhaseLoss:
+    cfg = it.state.cfg
+    inp = it.fakes(cfg.batch)
+    with it.amp():
+        fake_img, z_s, _ = it.g_step(inp)
+        fake_pred, fake_coord = it.D(fake_img)
+        adv = losses.g_nonsaturating_loss(fake_pred.float())
+        coord = losses.coord_loss(fake_coord.float(), inp.labels)
+        div = losses.diversity_loss(z_s.float(), inp.z_local)
+        loss = adv + cfg.coord_weight * coord + cfg.diversity_weight * div
+    return loss, {"g_adv": adv.item(), "g_coord": coord.item(), "diversity": div.item()}
+
+
+def _g_reg(it: _Iteration) -> PhaseLoss:
+    state = it.state
+    cfg = state.cfg
+    inp = it.fakes(max(2, cfg.batch // cfg.path_batch_shrink // 2 * 2))
+    fake_img, _, w_plus = it.g_step(inp)
+    penalty, state.mean_path_length, lengths = losses.path_length_penalty(
+        fake_img, w_plus, state.mean_path_length, cfg.path_decay
+    )
+    # the zero term, as in _d_reg: every G parameter in the graph for DDP
+    loss = cfg.path_weight * penalty + 0 * fake_img[0, 0, 0, 0]
+    return loss, {"path": penalty.item(), "path_length": lengths.mean().item()}
+
+
+PHASE_LOSSES: dict[str, Callable[[_Iteration], PhaseLoss]] = {
+    "D_main": _d_main,
+    "D_reg": _d_reg,
+    "G_main": _g_main,
+    "G_reg": _g_reg,
+}
+
+
+def _run_phase(phase: Phase, it: _Iteration) -> dict[str, float]:
+    """Only the phase's network takes gradients; its loss, times the phase's gain, takes one
+    optimiser step."""
+    state = it.state
+    _requires_grad(state.G, phase.network == "G")
+    _requires_grad(state.D, phase.network == "D")
+    loss, stats = PHASE_LOSSES[phase.name](it)
+    opt = state.opt_g if phase.network == "G" else state.opt_d
+    opt.zero_grad(set_to_none=True)
+    (loss * phase.gain).backward()
+    opt.step()
+    return stats
+
+
 def train_step(
     state: TrainState,
     sampler: PatchSampler,
@@ -126,83 +235,21 @@ def train_step(
 ) -> dict[str, float]:
     """One iteration. `g_step` / `d_net` are the (possibly DDP-wrapped) GeneratorStep and D."""
     cfg = state.cfg
-    gcfg = state.model.generator
-    policy = parse_policy(cfg.augment)
-    step = state.step
-    stats: dict[str, float] = {}
-
-    def amp():
-        return autocast if autocast is not None else torch.autocast("cpu", enabled=False)
-
-    def D(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return d_net(diff_augment(x, policy))
-
-    # ---- discriminator
-    _requires_grad(state.G, False)
-    _requires_grad(state.D, True)
     real = sampler.sample(cfg.batch, state.data_gen)
-    real_img, real_labels = real.images.to(device), real.labels.to(device)
-    inp = fake_inputs(gcfg, cfg.batch, cfg.mixing_prob, state.data_gen, device)
-    with amp():
-        with torch.no_grad():
-            fake_img = g_step(inp)[0]
-        real_pred, real_coord = D(real_img)
-        fake_pred, fake_coord = D(fake_img.detach())
-        adv = losses.d_logistic_loss(real_pred.float(), fake_pred.float())
-        coord = losses.coord_loss(real_coord.float(), real_labels) + losses.coord_loss(
-            fake_coord.float(), inp.labels
-        )
-        d_loss = adv + cfg.coord_weight * coord
-    state.opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    state.opt_d.step()
-    stats |= {
-        "d_adv": adv.item(),
-        "d_coord": coord.item(),
-        "real_score": real_pred.mean().item(),
-        "fake_score": fake_pred.mean().item(),
-    }
-
-    if step % cfg.r1_every == 0:
-        real_img.requires_grad_(True)
-        real_pred, r1_coord = D(real_img)
-        r1 = losses.d_r1_penalty(real_pred, real_img)
-        state.opt_d.zero_grad(set_to_none=True)
-        # The zero terms put every D parameter (the coordinate head too) in the graph: DDP
-        # waits for a gradient of each before it can finish the iteration's reduction.
-        unused = 0 * (real_pred[0] + r1_coord[0])
-        (cfg.r1_gamma / 2 * r1 * cfg.r1_every + unused).backward()
-        state.opt_d.step()
-        stats["r1"] = r1.item()
-
-    # ---- generator
-    _requires_grad(state.G, True)
-    _requires_grad(state.D, False)
-    inp = fake_inputs(gcfg, cfg.batch, cfg.mixing_prob, state.data_gen, device)
-    with amp():
-        fake_img, z_s, _ = g_step(inp)
-        fake_pred, fake_coord = D(fake_img)
-        adv = losses.g_nonsaturating_loss(fake_pred.float())
-        coord = losses.coord_loss(fake_coord.float(), inp.labels)
-        div = losses.diversity_loss(z_s.float(), inp.z_local)
-        g_loss = adv + cfg.coord_weight * coord + cfg.diversity_weight * div
-    state.opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    state.opt_g.step()
-    stats |= {"g_adv": adv.item(), "g_coord": coord.item(), "diversity": div.item()}
-
-    if step % cfg.path_every == 0:
-        pl_batch = max(2, cfg.batch // cfg.path_batch_shrink // 2 * 2)
-        inp = fake_inputs(gcfg, pl_batch, cfg.mixing_prob, state.data_gen, device)
-        fake_img, _, w_plus = g_step(inp)
-        penalty, state.mean_path_length, lengths = losses.path_length_penalty(
-            fake_img, w_plus, state.mean_path_length, cfg.path_decay
-        )
-        state.opt_g.zero_grad(set_to_none=True)
-        (cfg.path_weight * cfg.path_every * penalty + 0 * fake_img[0, 0, 0, 0]).backward()
-        state.opt_g.step()
-        stats |= {"path": penalty.item(), "path_length": lengths.mean().item()}
-
+    it = _Iteration(
+        state,
+        g_step,
+        d_net,
+        device,
+        autocast,
+        parse_policy(cfg.augment),
+        real.images.to(device),
+        real.labels.to(device),
+    )
+    stats: dict[str, float] = {}
+    for phase in iteration_phases(cfg):
+        if phase.due(state.step):
+            stats |= _run_phase(phase, it)
     state.step += 1
     state.images_seen += cfg.batch
     update_ema(state.G_ema, state.G, ema_beta(state))
