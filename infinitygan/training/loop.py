@@ -15,7 +15,9 @@ import json
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -34,10 +36,112 @@ from .step import GeneratorStep, train_step
 SAMPLE_SEEDS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment."""
+@dataclass(frozen=True)
+class Placement:
+    """Where this process trains: its torchrun rank among `world` processes, and its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 writes every file of the run."""
+        return self.rank == 0
+
+
+def join_processes(cfg: TrainConfig) -> Placement:
+    """Read torchrun's environment; with more than one process, join the process group (NCCL on
+    CUDA, gloo on CPU) and take this rank's GPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world == 1:
+        return Placement(rank, world, resolve_device(cfg.device))
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = torch.device("cpu")
+    if torch.cuda.is_available():
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+        torch.cuda.set_device(device)
+    return Placement(rank, world, device)
+
+
+def initial_state(cfg: TrainConfig, placement: Placement, resume: bool) -> TrainState:
+    """The run directory's own state if there is one, else `resume_from`, else a fresh start
+    (`resume=False` always starts fresh). Under DDP every rank then reseeds its streams apart
+    (they were saved by rank 0), so the ranks draw different batches."""
+    state_path = Path(cfg.run_dir) / "state.safetensors"
+    if resume and state_path.exists():
+        state = load_state(state_path, cfg, placement.device)
+    elif resume and cfg.resume_from:
+        state = load_state(Path(cfg.resume_from), cfg, placement.device)
+    else:
+        state = new_state(cfg, placement.device)
+    if placement.world > 1:
+        torch.manual_seed(cfg.seed + state.step * placement.world + placement.rank)
+        state.data_gen.manual_seed(cfg.seed * 1000 + placement.rank + state.step)
+    return state
+
+
+def write_run_config(state: TrainState, run_dir: Path) -> None:
+    """config.json: the resolved TrainConfig and the model preset's architecture."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "train": state.cfg.to_dict(),
+        "model": {
+            "generator": state.model.generator.to_dict(),
+            "discriminator": list(state.model.discriminator.channels),
+        },
+    }
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def step_modules(
+    state: TrainState, placement: Placement
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The GeneratorStep and D as `train_step` calls them: DDP-wrapped across processes."""
+    g_step: torch.nn.Module = GeneratorStep(state.G)
+    d_net: torch.nn.Module = state.D
+    if placement.world > 1:
+        device = placement.device
+        ids = [device.index] if device.type == "cuda" else None
+        g_step = DistributedDataParallel(g_step, device_ids=ids, broadcast_buffers=False)
+        d_net = DistributedDataParallel(d_net, device_ids=ids, broadcast_buffers=False)
+    return g_step, d_net
+
+
+def mixed_precision(cfg: TrainConfig, device: torch.device) -> torch.autocast | None:
+    """bf16 autocast on CUDA when `amp` is on; None (fp32) otherwise."""
+    if cfg.amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return None
+
+
+def save_run(state: TrainState, placement: Placement, final: bool = False) -> None:
+    """Rank 0: the resumable state every time, the EMA inference checkpoint every
+    `checkpoint_every` iterations and at the end."""
+    if not placement.main:
+        return
+    run_dir = Path(state.cfg.run_dir)
+    save_state(state, run_dir / "state.safetensors")
+    if final or state.step % state.cfg.checkpoint_every == 0:
+        save_checkpoint(
+            run_dir / "generator-ema.safetensors",
+            state.G_ema,
+            training_summary(state, placement.device, placement.world),
+        )
+
+
+def log_metrics(log: TextIO, state: TrainState, stats: dict[str, float], rate: float) -> None:
+    """One metrics.jsonl line: counters, wall time, speed and the iteration's losses."""
+    line = {
+        "step": state.step,
+        "images": state.images_seen,
+        "wall_seconds": round(state.wall_seconds, 2),
+        "it_per_s": round(rate, 4),
+        **stats,
+    }
+    log.write(json.dumps(line) + "\n")
+    log.flush()
 
 
 def render_samples(state: TrainState, out_dir: Path) -> Path:
@@ -56,6 +160,7 @@ def render_samples(state: TrainState, out_dir: Path) -> Path:
 
 
 def training_summary(state: TrainState, device: torch.device, world: int) -> dict:
+    """What the inference checkpoint records about the run that made it."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return {
         "preset": state.cfg.preset,
@@ -92,69 +197,22 @@ class _StopRequested:
 
 
 def train(cfg: TrainConfig, resume: bool = True) -> TrainState:
-    rank, world, local_rank = _distributed()
-    if world > 1:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        device = (
-            torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-        )
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-    else:
-        device = resolve_device(cfg.device)
+    """Train until `cfg.iterations` or a stop signal; every rank returns its final state."""
+    cfg = cfg.resolved()
+    placement = join_processes(cfg)
     run_dir = Path(cfg.run_dir)
-    state_path = run_dir / "state.safetensors"
+    # the data folder is checked before anything is loaded or written
     sampler = PatchSampler(cfg.data, preset(cfg.preset).generator)
-    if resume and state_path.exists():
-        state = load_state(state_path, cfg, device)
-    elif resume and cfg.resume_from:
-        state = load_state(Path(cfg.resume_from), cfg, device)
-    else:
-        state = new_state(cfg, device)
-    if world > 1:
-        torch.manual_seed(cfg.seed + state.step * world + rank)
-        state.data_gen.manual_seed(cfg.seed * 1000 + rank + state.step)
-    main = rank == 0
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(
-            json.dumps(
-                {
-                    "train": cfg.to_dict(),
-                    "model": {
-                        "generator": state.model.generator.to_dict(),
-                        "discriminator": list(state.model.discriminator.channels),
-                    },
-                },
-                indent=2,
-            )
-        )
-    g_step: torch.nn.Module = GeneratorStep(state.G)
-    d_net: torch.nn.Module = state.D
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        g_step = DistributedDataParallel(g_step, device_ids=ids, broadcast_buffers=False)
-        d_net = DistributedDataParallel(d_net, device_ids=ids, broadcast_buffers=False)
-    autocast = None
-    if cfg.amp and device.type == "cuda":
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16)
-
-    def save(final: bool = False) -> None:
-        if not main:
-            return
-        save_state(state, state_path)
-        if final or state.step % cfg.checkpoint_every == 0:
-            save_checkpoint(
-                run_dir / "generator-ema.safetensors",
-                state.G_ema,
-                training_summary(state, device, world),
-            )
-
-    log = (run_dir / "metrics.jsonl").open("a") if main else None
+    state = initial_state(cfg, placement, resume)
+    if placement.main:
+        write_run_config(state, run_dir)
+    g_step, d_net = step_modules(state, placement)
+    autocast = mixed_precision(cfg, placement.device)
+    log = (run_dir / "metrics.jsonl").open("a") if placement.main else None
     bar = tqdm(
         total=cfg.iterations,
         initial=state.step,
-        disable=not main,
+        disable=not placement.main,
         unit="it",
         dynamic_ncols=True,
         desc=f"train {cfg.preset}",
@@ -163,36 +221,23 @@ def train(cfg: TrainConfig, resume: bool = True) -> TrainState:
     try:
         with _StopRequested() as stopper:
             while state.step < cfg.iterations and not stopper.stop:
-                stats = train_step(state, sampler, g_step, d_net, device, autocast)
+                stats = train_step(state, sampler, g_step, d_net, placement.device, autocast)
                 now = time.perf_counter()
                 state.wall_seconds += now - t_last
                 t_last = now
                 bar.update(1)
-                if main and state.step % cfg.log_every == 0:
+                if log is not None and state.step % cfg.log_every == 0:
                     bar.set_postfix(d=f"{stats['d_adv']:.3f}", g=f"{stats['g_adv']:.3f}")
-                    rate = bar.format_dict.get("rate") or 0.0
-                    log.write(
-                        json.dumps(
-                            {
-                                "step": state.step,
-                                "images": state.images_seen,
-                                "wall_seconds": round(state.wall_seconds, 2),
-                                "it_per_s": round(rate, 4),
-                                **stats,
-                            }
-                        )
-                        + "\n"
-                    )
-                    log.flush()
-                if main and state.step % cfg.sample_every == 0:
+                    log_metrics(log, state, stats, bar.format_dict.get("rate") or 0.0)
+                if placement.main and state.step % cfg.sample_every == 0:
                     render_samples(state, run_dir / "samples")
                 if state.step % cfg.save_every == 0:
-                    save()
+                    save_run(state, placement)
     finally:
         bar.close()
-        save(final=True)
+        save_run(state, placement, final=True)
         if log is not None:
             log.close()
-        if world > 1:
+        if placement.world > 1:
             dist.destroy_process_group()
     return state
