@@ -4,7 +4,7 @@ Everything is measured side by side in one run (so the ratios compare like with 
 shared, possibly throttled CPU):
 
 1. conv peak: plain fp32 3x3 valid convs (channels_last and NCHW) at the channel/size pairs
-   the `small` generator uses; the best is the reference "peak";
+   the `small` generator uses; the best is the "peak" the renderer is measured against;
 2. the `small` generator's FLOPs per output pixel (FlopCounterMode on real renders) and the
    GFLOP/s the renderer achieves, against that peak (target >= 0.5);
 3. pixels/s of one large forward pass vs the same area as independent 256-px tiles, as 16

@@ -1,4 +1,5 @@
-"""Pure loss functions: tensors in, scalar tensors out (reference section 4).
+"""Pure loss functions, tensors in and scalar tensors out: StyleGAN2's adversarial losses and
+regularisers, and InfinityGAN's vertical-coordinate and diversity terms.
 
 The diversity term is a mode-seeking *distance* ratio (MSGAN): pairs that share z_g and
 coordinates but differ in z_l must differ in structure, in proportion to how much their z_l

@@ -1,6 +1,6 @@
-"""Fast ops equal their plain references (STYLE rule 10): the polyphase up-conv against the
-literal transposed convolution, activation modulation against per-sample weight modulation,
-the RGB skip upsampler against bilinear interpolation."""
+"""Every fast op is checked against a plain reference that computes the same thing the obvious
+way: the polyphase up-conv against the literal transposed convolution, activation modulation
+against per-sample weight modulation, the RGB skip upsampler against bilinear interpolation."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_up_conv_rejects_unknown_impl() -> None:
 @pytest.mark.parametrize("demodulate", [False, True])
 def test_activation_modulation_equals_weight_modulation(up: bool, demodulate: bool) -> None:
     """modulated_conv2d (one shared weight, scaled activations) equals StyleGAN2's definition
-    (a per-sample modulated weight), and so does `modulated_weight` used by the fast path."""
+    (a per-sample modulated weight), and so does `modulated_weight` used by the fused kernels."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(3, 4, 7, 6, generator=g, dtype=torch.float64)
     weight = torch.randn(5, 4, 3, 3, generator=g, dtype=torch.float64)
