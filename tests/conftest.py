@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny generators whose random weights exercise every term.
+"""Shared fixtures: tiny generators whose random weights exercise every term, and a synthetic
+folder of landscape photos for the training and evaluation tests.
 
 A freshly initialised generator has zero noise strengths and zero biases, so a test that
 compares two renders would pass even if noise were hashed at the wrong position or a bias were
@@ -8,9 +9,12 @@ spans the range without saturating (a clipped image hides differences too).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from infinitygan.model.config import PRESETS
 from infinitygan.model.networks import Generator
@@ -64,3 +68,19 @@ def assert_informative(img: np.ndarray) -> None:
     """Guard against vacuous comparisons: the image varies and is mostly unclipped."""
     assert img.std() > 10, img.std()
     assert ((img == 0) | (img == 255)).mean() < 0.05
+
+
+def write_landscapes(folder: Path, n: int = 6, size: tuple[int, int] = (100, 64)) -> Path:
+    """n PNGs of `size` (width, height): blue sky over green ground, the horizon at a random
+    height, plus noise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    w, h = size
+    for i in range(n):
+        img = np.empty((h, w, 3), dtype=np.float64)
+        horizon = int(rng.integers(h // 3, 2 * h // 3))
+        img[:horizon] = (70, 130, 220)
+        img[horizon:] = (50, 150, 60)
+        img += rng.normal(0, 15, img.shape)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"img{i}.png")
+    return folder
