@@ -8,9 +8,12 @@ spans the range without saturating (a clipped image hides differences too).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from infinitygan.model.config import PRESETS
 from infinitygan.model.networks import Generator
@@ -64,3 +67,18 @@ def assert_informative(img: np.ndarray) -> None:
     """Guard against vacuous comparisons: the image varies and is mostly unclipped."""
     assert img.std() > 10, img.std()
     assert ((img == 0) | (img == 255)).mean() < 0.05
+
+
+def write_landscapes(folder: Path, n: int = 6, size: tuple[int, int] = (100, 64)) -> Path:
+    """Blue sky over green ground, horizon at a random height, plus noise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    w, h = size
+    for i in range(n):
+        img = np.empty((h, w, 3), dtype=np.float64)
+        horizon = int(rng.integers(h // 3, 2 * h // 3))
+        img[:horizon] = (70, 130, 220)
+        img[horizon:] = (50, 150, 60)
+        img += rng.normal(0, 15, img.shape)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"img{i}.png")
+    return folder

@@ -254,7 +254,7 @@ def test_eval_cli_writes_a_report_with_floor_and_ceiling(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from infinitygan.cli import main
-    from tests.training.test_training import write_landscapes
+    from tests.conftest import write_landscapes
 
     data = write_landscapes(tmp_path / "data", n=4)
     ckpt = tmp_path / "g.safetensors"
@@ -289,7 +289,7 @@ def test_eval_cli_reports_missing_inception_clearly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     from infinitygan.cli import main
-    from tests.training.test_training import write_landscapes
+    from tests.conftest import write_landscapes
 
     monkeypatch.setattr(metrics, "FID_HELPER_PACKAGE", "no_such_fid_helper_package")
     data = write_landscapes(tmp_path / "data", n=2)
@@ -302,7 +302,7 @@ def test_eval_cli_reports_missing_inception_clearly(
 def test_an_untrained_checkpoint_scores_exactly_the_ceiling(tmp_path: Path) -> None:
     """Trained and ceiling generators see the same positions and seeds (common random
     numbers), so a checkpoint that *is* the seeded fresh generator matches the ceiling."""
-    from tests.training.test_training import write_landscapes
+    from tests.conftest import write_landscapes
 
     data = write_landscapes(tmp_path / "data", n=3)
     g = evaluate.untrained_generator(nontrivial_generator("tiny").cfg, 0, torch.device("cpu"))

@@ -27,27 +27,13 @@ from infinitygan.model.config import PRESETS, TrainConfig
 from infinitygan.training.data import DataError, PatchSampler, load_folder, vertical_label
 from infinitygan.training.state import load_state, new_state, save_state
 from infinitygan.training.step import GeneratorStep, fake_inputs, train_step
+from tests.conftest import write_landscapes
 
 TINY = PRESETS["tiny"].generator
 FULL_PX = TINY.train_full_cells * TINY.pixels_per_cell  # 64: a training image's height
 PATCH_PX = TINY.train_patch_cells * TINY.pixels_per_cell  # 32
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parents[2]
-
-
-def write_landscapes(folder: Path, n: int = 6, size: tuple[int, int] = (100, 64)) -> Path:
-    """Blue sky over green ground, horizon at a random height, plus noise."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    w, h = size
-    for i in range(n):
-        img = np.empty((h, w, 3), dtype=np.float64)
-        horizon = int(rng.integers(h // 3, 2 * h // 3))
-        img[:horizon] = (70, 130, 220)
-        img[horizon:] = (50, 150, 60)
-        img += rng.normal(0, 15, img.shape)
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"img{i}.png")
-    return folder
 
 
 @pytest.fixture(autouse=True, scope="module")
