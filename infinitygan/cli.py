@@ -133,8 +133,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from .training.evaluate import EvalConfig, evaluate_checkpoint, format_table
-    from .training.metrics import MetricsUnavailable
+    from .eval.evaluate import EvalConfig, evaluate_checkpoint
+    from .eval.fid import MetricsUnavailable
+    from .eval.report import format_table
 
     fields = {f.name for f in dataclasses.fields(EvalConfig)}
     ecfg = EvalConfig(**{k: v for k, v in vars(args).items() if k in fields})
@@ -156,10 +157,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from .eval.evaluate import EvalConfig
+    from .eval.fid import EXTRACTORS
     from .model.checkpoint import DEFAULT_CHECKPOINT
     from .model.config import TrainConfig
-    from .training.evaluate import EvalConfig
-    from .training.metrics import EXTRACTORS
 
     p = sub.add_parser(
         "eval",
