@@ -164,7 +164,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "eval",
-        help="patch FID, ScaleInv FID, seams, repetition, diversity vs real floor and untrained",
+        help="patch, ScaleInv and band FID, seams, repetition, diversity vs floor and ceiling",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = EvalConfig()
@@ -184,6 +184,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         type=_int_in(1, 65),
         default=d.scaleinv_scale,
         help="field of view multiple for ScaleInv FID",
+    )
+    p.add_argument(
+        "--band-samples",
+        dest="band_samples",
+        type=_int_in(4),
+        default=d.band_samples,
+        help="training-image-high squares per set for band FID",
     )
     p.add_argument(
         "--seam-blocks",

@@ -13,6 +13,11 @@ image sets are built in `samples.py`):
   the horizon), area-downscale it to the patch size, and compare with real full-height square
   crops area-downscaled to the same size. A generator that only knows local texture produces
   implausible scenes when viewed from s times farther out.
+- Band FID / KID: H x H squares of the band a training image stands for (canvas rows
+  [-H/2, H/2), H = the training image height) against H x H crops of the real images at that
+  height, at full resolution (the feature extractor resizes them to its input as it does the
+  patches). Patch FID sees only what the discriminator sees; this sees whole training-image
+  heights: whether sky, horizon and ground sit together as in the photos.
 - Seams: a 2x2 block of 256 px tiles rendered in one pass vs tile by tile (the renderer promises
   they are equal).
 - Repetition: autocorrelation of a long strip at the horizon at lags beyond half the coordinate
@@ -58,6 +63,7 @@ class EvalConfig:
     samples: int = 256
     scaleinv_samples: int = 64
     scaleinv_scale: int = 4
+    band_samples: int = 512
     seam_blocks: int = 4
     strip_width: int = 8192
     strip_seeds: int = 2
@@ -66,7 +72,7 @@ class EvalConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("samples", "scaleinv_samples"):
+        for name in ("samples", "scaleinv_samples", "band_samples"):
             value = getattr(self, name)
             if value < 4 or value % 2:
                 raise ValueError(f"{name} must be even and >= 4, got {value}")
@@ -184,7 +190,7 @@ def diversity_rows(p: PatchSets) -> Rows:
     }
 
 
-# ---------------------------------------------------------------- horizon squares: ScaleInv
+# ---------------------------------------------------------------- horizon squares: ScaleInv, band
 
 
 def horizon_square_rows(
@@ -208,6 +214,12 @@ def scaleinv_rows(run: Run) -> Rows:
     s = run.ecfg.scaleinv_scale
     n, size = run.ecfg.scaleinv_samples, run.sampler.patch
     return horizon_square_rows(run, "scaleinv", f"scaleinv_{{}}_{s}x", n, s, size, (20, 21, 30))
+
+
+def band_rows(run: Run) -> Rows:
+    """Band FID and KID: whole training-image heights (H x H over the band), at full size."""
+    n, size = run.ecfg.band_samples, run.sampler.height
+    return horizon_square_rows(run, "band", "band_{}", n, 1, size, (60, 61, 62))
 
 
 # ---------------------------------------------------------------- seams and repetition
@@ -307,6 +319,7 @@ def evaluate_generator(
         patch_rows(patches)
         | diversity_rows(patches)
         | scaleinv_rows(run)
+        | band_rows(run)
         | seam_rows(run)
         | repetition_rows(run)
     )
@@ -319,6 +332,8 @@ def evaluate_generator(
             "patch_size": run.sampler.patch,
             "scaleinv": ecfg.scaleinv_samples,
             "scaleinv_scale": ecfg.scaleinv_scale,
+            "band": ecfg.band_samples,
+            "band_size": full,
             "seam_blocks": ecfg.seam_blocks,
             "strip": [full, ecfg.strip_width],
             "strip_seeds": ecfg.strip_seeds,

@@ -119,7 +119,7 @@ def real_full_crops(
     sampler: PatchSampler, n: int, size: int, rng: np.random.Generator
 ) -> np.ndarray:
     """n full-height square crops of training images (random x, random flip), area-resized to
-    `size`: the real side of ScaleInv FID."""
+    `size`: the real side of the ScaleInv and band FIDs."""
     full = sampler.height
     out = np.empty((n, full, full, 3), dtype=np.uint8)
     for i in range(n):
@@ -134,7 +134,8 @@ def fake_squares(
     g: Generator, n: int, scale: int, size: int, rng: np.random.Generator
 ) -> np.ndarray:
     """n squares of `scale` x the training image's field of view, centred on the horizon, at
-    random x and seeds, area-resized to `size`."""
+    random x and seeds, area-resized to `size`. At scale 1 a square is exactly the canvas rows
+    a training image stands for: an H x H crop of a panorama over the band [-H/2, H/2)."""
     cfg = g.cfg
     side = scale * cfg.train_full_cells * cfg.pixels_per_cell
     xs = rng.integers(-X_RANGE, X_RANGE, size=n)

@@ -1,4 +1,5 @@
-"""The image sets: rendered patches sit on the rows of real patches, real crops are whole
+"""The image sets: rendered patches sit on the rows of real patches, horizon squares at scale 1
+are crops of a panorama over the band a training image stands for, real crops are whole
 training-image heights, and area resizing is the block mean."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from infinitygan.eval import samples
-from infinitygan.model.canvas import Rect, render_batch
+from infinitygan.model.canvas import Rect, render_batch, render_region
 from infinitygan.training.data import PatchSampler
 from tests.conftest import assert_close_uint8, write_landscapes
 
@@ -51,9 +52,25 @@ def test_fake_patches_sit_on_the_real_patch_rows(tiny_g) -> None:
     assert_close_uint8(patches, render_batch(tiny_g, expect))
 
 
+def test_horizon_squares_at_scale_1_are_crops_of_a_panorama_over_the_band(tiny_g) -> None:
+    """The generated side of band FID: H x H squares at canvas rows [-H/2, H/2), H the training
+    image height, each one crop of the panorama that its seed draws along the band."""
+    cfg = tiny_g.cfg
+    full = cfg.train_full_cells * cfg.pixels_per_cell
+    squares = samples.fake_squares(tiny_g, 3, 1, full, np.random.default_rng(7))
+    assert squares.shape == (3, full, full, 3)
+    assert squares.std() > 10  # not a flat image: the comparison below can fail
+
+    rng = np.random.default_rng(7)  # the draws fake_squares made: x positions, then seeds
+    xs = rng.integers(-samples.X_RANGE, samples.X_RANGE, size=3)
+    for square, x, seed in zip(squares, xs, samples.seeds(rng, 3), strict=True):
+        panorama = render_region(tiny_g, seed, Rect(int(x) - 40, -full // 2, full + 100, full))
+        assert_close_uint8(square, panorama[:, 40 : 40 + full])
+
+
 def test_real_full_crops_are_whole_image_heights(tmp_path: Path, tiny_g) -> None:
-    """The real side of ScaleInv FID: H x H crops of the photos at training height, flipped or
-    not, then resized to the patch size."""
+    """The real side of band FID: H x H crops of the photos at training height, flipped or not;
+    resized to the patch size for ScaleInv FID."""
     sampler = PatchSampler(write_landscapes(tmp_path, n=2), tiny_g.cfg)
     crops = samples.real_full_crops(sampler, 6, sampler.height, np.random.default_rng(0))
     assert crops.shape == (6, sampler.height, sampler.height, 3)
