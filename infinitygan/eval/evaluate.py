@@ -155,6 +155,8 @@ class PatchSets:
 
 
 def patch_sets(run: Run) -> PatchSets:
+    """The patch sets that patch FID and diversity share (rendering and features are the cost
+    of a CPU evaluation, so they are made once)."""
     n = run.ecfg.samples
     real_a, rows_a = samples.real_patches(run.sampler, n, run.tgen(1))
     real_b, _ = samples.real_patches(run.sampler, n, run.tgen(2))
@@ -237,6 +239,7 @@ def seam_blocks(g: Generator, blocks: int, rng: np.random.Generator) -> dict[str
 
 
 def seam_rows(run: Run) -> Rows:
+    """Seams of both generators; the real photos give the no-grid value of `vs_neighbours`."""
     blocks = run.ecfg.seam_blocks
     s = run.timed(
         "seams", lambda: {k: seam_blocks(m, blocks, run.rng(40)) for k, m in run.models.items()}
@@ -266,6 +269,7 @@ def mean_repetition(
 
 
 def repetition_rows(run: Run) -> Rows:
+    """Repetition of horizon strips of both generators and of real photo crops side by side."""
     ecfg, cfg = run.ecfg, run.sampler.cfg
 
     def strips(m: Generator) -> list[np.ndarray]:
