@@ -133,8 +133,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from .training.evaluate import EvalConfig, evaluate_checkpoint, format_table
-    from .training.metrics import MetricsUnavailable
+    from .eval.evaluate import EvalConfig, evaluate_checkpoint
+    from .eval.fid import MetricsUnavailable
+    from .eval.report import format_table
 
     fields = {f.name for f in dataclasses.fields(EvalConfig)}
     ecfg = EvalConfig(**{k: v for k, v in vars(args).items() if k in fields})
@@ -156,14 +157,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from .eval.evaluate import EvalConfig
+    from .eval.fid import EXTRACTORS
     from .model.checkpoint import DEFAULT_CHECKPOINT
     from .model.config import TrainConfig
-    from .training.evaluate import EvalConfig
-    from .training.metrics import EXTRACTORS
 
     p = sub.add_parser(
         "eval",
-        help="patch FID, ScaleInv FID, seams, repetition, diversity vs real floor and untrained",
+        help="patch, ScaleInv and band FID, seams, repetition, diversity vs floor and ceiling",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = EvalConfig()
@@ -183,6 +184,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         type=_int_in(1, 65),
         default=d.scaleinv_scale,
         help="field of view multiple for ScaleInv FID",
+    )
+    p.add_argument(
+        "--band-samples",
+        dest="band_samples",
+        type=_int_in(4),
+        default=d.band_samples,
+        help="training-image-high squares per set for band FID",
     )
     p.add_argument(
         "--seam-blocks",

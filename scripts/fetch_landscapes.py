@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Build ``data/landscapes/`` from curated photos in Debian packages (see
-``infinitygan.training.landscapes``). A thin CLI so the data step runs without torch."""
+``infinitygan.data.landscapes``). A thin CLI so the data step runs without torch."""
 
 from __future__ import annotations
 
@@ -12,12 +12,8 @@ from pathlib import Path
 # Allow running from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from infinitygan.training.landscapes import (
-    DEFAULT_OUT_DIR,
-    MIN_IMAGES,
-    LandscapeFetchError,
-    fetch_landscapes,
-)
+from infinitygan.data.debian import FetchError
+from infinitygan.data.landscapes import DEFAULT_OUT_DIR, MIN_IMAGES, fetch_landscapes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         paths = fetch_landscapes(args.out, args.size, args.work_dir, min_images=args.min_images)
-    except LandscapeFetchError as exc:
+    except FetchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     total = sum(p.stat().st_size for p in paths)

@@ -1,10 +1,11 @@
-"""Training images and patch sampling with vertical-position labels (reference section 5).
+"""Training images and patch sampling with vertical-position labels.
 
 Each image is resized to `train_full_cells` cell rows (e.g. 128 px for `small`), keeping its
-aspect ratio, and stands for the canvas rows [-full/2, +full/2) cells around the horizon. A real
-patch is cut at a *cell-aligned* row offset, so the generator can be asked for exactly the same
-canvas rows: real and fake patches share one vertical label, and the label says where the patch
-was cut (unlike the official code, whose real and fake label ranges differ).
+aspect ratio (the data fetcher's rule, `infinitygan.data.images.fit_height`), and stands for the
+canvas rows [-full/2, +full/2) cells around the horizon. A real patch is cut at a *cell-aligned*
+row offset, so the generator can be asked for exactly the same canvas rows: real and fake
+patches share one vertical label, and the label says where the patch was cut (unlike the
+official code, whose real and fake label ranges differ).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..data.images import fit_height
 from ..model.config import GeneratorConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -26,25 +28,19 @@ class DataError(Exception):
 
 
 def load_image(path: Path, height: int) -> torch.Tensor:
-    """[3, height, W] uint8 with W >= height: short side to `height`, wide images keep width."""
+    """[3, height, W] uint8 with W >= height: short side to `height`, wide images keep their
+    whole width (the patch sampler cuts across it), portraits their centre square."""
     with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        if w < h:  # portrait: keep a centred square
-            top = (h - w) // 2
-            im = im.crop((0, top, w, top + w))
-            w, h = im.size
-        width = max(height, round(w * height / h))
-        im = im.resize((width, height), Image.Resampling.LANCZOS)
-        return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous()
+        im = fit_height(im, height, max_aspect=None)
+    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous()
 
 
 def load_folder(root: str | Path, height: int) -> list[torch.Tensor]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(
-            f"{root}: training data folder not found (build it with "
-            f"`infinitygan data fetch` or point --data at a folder of images)"
+            f"{root}: training data folder not found (build it with `./manage data` "
+            "or point --data at a folder of images)"
         )
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:

@@ -1,4 +1,5 @@
-"""Distribution distances between image sets, behind two small registries.
+"""FID and KID: the Inception features of image sets and the distances between them, behind two
+small registries.
 
 `EXTRACTORS` maps a name to a feature extractor (images -> [N, D] float64 features) and
 `DISTANCES` maps a name to a distance between two feature sets. The evaluation (`evaluate.py`)
