@@ -184,6 +184,8 @@ class TrainConfig:
     sample_every: int = 500
     save_every: int = 100
     checkpoint_every: int = 1000  # also writes the EMA generator as an inference checkpoint
+    fid_every: int = 2000  # quick patch FID of the EMA generator, best one kept; 0: never
+    fid_samples: int = 256  # patches per side of the quick FID
     # A state to start from when run_dir has none yet: the repo ships the shipped checkpoint's
     # training state here, so a fresh machine continues that run instead of starting over.
     resume_from: str = ""
@@ -204,6 +206,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.fid_samples < 4 or self.fid_samples % 2:
+            raise ValueError(f"fid_samples must be even and >= 4, got {self.fid_samples}")
         if not 0.0 <= self.mixing_prob <= 1.0:
             raise ValueError(f"mixing_prob must be in [0, 1], got {self.mixing_prob}")
         preset(self.preset)  # an unknown name fails here, not when training starts

@@ -4,7 +4,8 @@ Rank 0 owns every file in the run directory:
   config.json          the resolved TrainConfig and model preset
   state.safetensors    full resumable state (replaced every `save_every` iterations)
   generator-ema.safetensors  the EMA generator as an inference checkpoint
-  metrics.jsonl        one JSON line every `log_every` iterations
+  metrics.jsonl        one JSON line every `log_every` iterations, and the quick FIDs
+  generator-best.safetensors, best.json   the EMA generator with the best quick FID so far
   samples/             tile grids and a wide panorama rendered by the real canvas renderer
 Ctrl-C or SIGTERM finishes the current iteration, saves, and exits cleanly.
 """
@@ -26,10 +27,12 @@ from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ..eval.fid import MetricsUnavailable
 from ..model.canvas import Rect, render_batch, render_region
 from ..model.checkpoint import resolve_device, save_checkpoint
 from ..model.config import TrainConfig, preset
 from .data import PatchSampler
+from .fid_watch import BEST_CHECKPOINT, Best, FidWatch, read_best, write_best
 from .state import TrainState, load_state, new_state, save_state
 from .step import GeneratorStep, train_step
 
@@ -131,17 +134,38 @@ def save_run(state: TrainState, placement: Placement, final: bool = False) -> No
         )
 
 
-def log_metrics(log: TextIO, state: TrainState, stats: dict[str, float], rate: float) -> None:
-    """One metrics.jsonl line: counters, wall time, speed and the iteration's losses."""
-    line = {
+def log_metrics(
+    log: TextIO, state: TrainState, stats: dict[str, float], rate: float | None = None
+) -> None:
+    """One metrics.jsonl line: counters, wall time, speed (iterations/s, if given) and the
+    iteration's losses or a quick FID."""
+    line: dict[str, float] = {
         "step": state.step,
         "images": state.images_seen,
         "wall_seconds": round(state.wall_seconds, 2),
-        "it_per_s": round(rate, 4),
-        **stats,
     }
+    if rate is not None:
+        line["it_per_s"] = round(rate, 4)
+    line |= stats
     log.write(json.dumps(line) + "\n")
     log.flush()
+
+
+def check_fid(
+    watch: FidWatch, state: TrainState, best: Best | None, placement: Placement, log: TextIO
+) -> Best | None:
+    """Measure the EMA generator, log it, and keep it as the run's best if it is."""
+    value = watch.measure(state.G_ema)
+    log_metrics(log, state, {"quick_fid": value, "fid_samples": watch.n})
+    tqdm.write(f"iteration {state.step}: quick FID {value:.1f} ({watch.n} patches)")
+    if best is not None and value >= best.fid:
+        return best
+    run_dir = Path(state.cfg.run_dir)
+    summary = training_summary(state, placement.device, placement.world)
+    save_checkpoint(run_dir / BEST_CHECKPOINT, state.G_ema, summary | {"quick_fid": value})
+    best = Best(state.step, state.images_seen, value, watch.n)
+    write_best(run_dir, best)
+    return best
 
 
 def render_samples(state: TrainState, out_dir: Path) -> Path:
@@ -209,6 +233,10 @@ def train(cfg: TrainConfig, resume: bool = True) -> TrainState:
     g_step, d_net = step_modules(state, placement)
     autocast = mixed_precision(cfg, placement.device)
     log = (run_dir / "metrics.jsonl").open("a") if placement.main else None
+    watch = None
+    if placement.main and cfg.fid_every:
+        watch = FidWatch(sampler, cfg.fid_samples, cfg.seed, placement.device, "inception")
+    best = read_best(run_dir, cfg.fid_samples)
     bar = tqdm(
         total=cfg.iterations,
         initial=state.step,
@@ -231,6 +259,12 @@ def train(cfg: TrainConfig, resume: bool = True) -> TrainState:
                     log_metrics(log, state, stats, bar.format_dict.get("rate") or 0.0)
                 if placement.main and state.step % cfg.sample_every == 0:
                     render_samples(state, run_dir / "samples")
+                if watch is not None and state.step % cfg.fid_every == 0:
+                    try:
+                        best = check_fid(watch, state, best, placement, log)
+                    except MetricsUnavailable as exc:  # training goes on without it
+                        tqdm.write(f"warning: no quick FID during training: {exc}")
+                        watch = None
                 if state.step % cfg.save_every == 0:
                     save_run(state, placement)
     finally:
