@@ -1,4 +1,4 @@
-"""The app factory (STYLE rule 8): routers, middleware, error handlers and a lifespan.
+"""The app factory: routers, middleware, error handlers and a lifespan.
 
 The lifespan starts loading the checkpoint in the background, so the server answers `/healthz`
 at once and `/readyz` with 503 until the model is loaded and warmed; tile requests before that
@@ -20,7 +20,7 @@ from infinitygan.model.canvas import Rect, render_batch
 from infinitygan.model.checkpoint import load_generator
 
 from .cors import CorsMiddleware
-from .errors import install_error_handlers
+from .error_handlers import install_error_handlers
 from .fastpath import CachedTileMiddleware
 from .metrics import MetricsMiddleware
 from .prefetch import PrefetchManager

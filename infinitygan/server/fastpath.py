@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from infinitygan.model.latents import MAX_SEED
+from infinitygan.bounds import MAX_SEED
 
 from .errors import ApiError
 from .metrics import ROUTE_KEY

@@ -1,9 +1,11 @@
-"""Tile addressing on the infinite canvas (a contract, see DESIGN.md "Canvas geometry").
+"""Tile addressing on the infinite canvas: the contract between URLs and canvas pixels.
 
 At the native zoom N, tile (x, y) is canvas pixels [256x, 256x+256) x [256y, 256y+256); at
 N-d it covers 256 * 2**d pixels per side, area-averaged. Metatiles are aligned M x M blocks of
 native tiles: metatile (floor(x/M), floor(y/M)). A tile's bytes are a pure function of its
 content key (checkpoint version, seed, z, x, y, format), which is also its ETag and cache key.
+
+Pure Python on purpose: nothing here needs torch or FastAPI, so HTTP clients can reuse it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from infinitygan.model.latents import MAX_SEED
+from infinitygan.bounds import MAX_SEED
 
 from .errors import (
     InvalidPrefetch,

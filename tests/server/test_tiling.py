@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from infinitygan.server.errors import (
@@ -67,3 +70,13 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFINITYGAN_MINZOOM", "9")
     with pytest.raises(ValueError, match="minzoom"):
         Settings()
+
+
+def test_addressing_imports_neither_torch_nor_fastapi() -> None:
+    """Tile addressing is plain Python, usable by HTTP clients without the model or FastAPI."""
+    code = (
+        "import sys, infinitygan.server.tiling; "
+        "loaded = sorted({'torch', 'fastapi', 'starlette'} & set(sys.modules)); "
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
