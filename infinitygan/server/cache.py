@@ -29,6 +29,11 @@ T = TypeVar("T")
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 
 
+def redis_tile_key(prefix: str, key: str) -> str:
+    """Where the shared tier keeps the PNG bytes of the tile with content key `key`."""
+    return f"{prefix}:tile:{key}"
+
+
 class MemoryLRU:
     """Least-recently-used map of PNG bytes, bounded by the sum of value sizes."""
 
@@ -78,7 +83,7 @@ class RedisTier:
         self._down_until = 0.0
 
     def tile_key(self, key: str) -> str:
-        return f"{self.prefix}:tile:{key}"
+        return redis_tile_key(self.prefix, key)
 
     def lock_key(self, name: str) -> str:
         return f"{self.prefix}:lock:{name}"

@@ -62,7 +62,7 @@ class CachedTileMiddleware:
             versions = parse_qs(scope["query_string"].decode("latin-1")).get("v")
             if versions and versions[-1] != service.version:
                 return False
-        tag = etag(service.version, addr)
+        tag = etag(service.key(addr))
         if_none_match = None
         for name, value in scope["headers"]:
             if name == b"if-none-match":

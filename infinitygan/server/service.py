@@ -64,8 +64,8 @@ class TileService:
             on_promote=lambda addr, demand: self._promote_children(addr, demand.priority),
         )
 
-    def key(self, addr: TileAddress) -> str:
-        return content_key(self.version, addr)
+    def key(self, addr: TileAddress, fmt: str = "png") -> str:
+        return content_key(self.version, addr, fmt)
 
     async def cached(self, addr: TileAddress) -> bytes | None:
         return await self.cache.get(self.key(addr))
@@ -135,7 +135,7 @@ class TileService:
         tiles = self.grid.metatile_tiles(meta)
         keys = [self.key(t) for t in tiles]
         redis = self.cache.redis
-        lock = f"{self.version}:{self.grid.metatile}:{meta.seed}:{meta.mx}:{meta.my}"
+        lock = self.grid.lock_name(self.version, meta)
         token = uuid.uuid4().hex
         owned = False
         if redis is not None:

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from infinitygan.model.canvas import Rect, downsample_2x, render_region
-from infinitygan.server.tiling import TileAddress, etag
+from infinitygan.server.tiling import TileAddress, content_key, etag
 
 from .conftest import LiveServer, TinyCheckpoint, settings_for
 
@@ -79,7 +79,7 @@ def test_etag_and_304_without_render(server: LiveServer) -> None:
     # A tile never rendered: its ETag is known from the content key alone, so 304 costs nothing.
     renders = server.metric("infinitygan_rendered_metatiles_total")
     misses = server.metric("infinitygan_cache_requests_total", result="miss")
-    unseen = etag(server.version, TileAddress(13, 8, 1000, -1000))
+    unseen = etag(content_key(server.version, TileAddress(13, 8, 1000, -1000)))
     response = server.client.get(
         "/tiles/13/8/1000/-1000.png", headers={"If-None-Match": f'W/"x", {unseen}'}
     )

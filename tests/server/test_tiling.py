@@ -1,4 +1,4 @@
-"""Tile addressing: parsing, bounds per zoom, metatiles, children, ETags, settings."""
+"""Tile addressing: parsing, bounds per zoom, metatiles, children, content keys, settings."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ from infinitygan.server.errors import (
     ZoomOutOfRange,
 )
 from infinitygan.server.settings import Settings
-from infinitygan.server.tiling import Metatile, TileAddress, TileGrid, etag, etag_matches
+from infinitygan.server.tiling import (
+    Metatile,
+    TileAddress,
+    TileGrid,
+    content_key,
+    etag,
+    etag_matches,
+)
 
 GRID = TileGrid(minzoom=5, maxzoom=8, metatile=4)
 
@@ -52,9 +59,18 @@ def test_geometry() -> None:
     ]
 
 
+def test_content_key_names_etag_and_lock() -> None:
+    key = content_key("abc", TileAddress(1, 8, -1, 2))
+    assert key == "abc.1.8.-1.2.png"
+    assert etag(key) == f'"{key}"'
+    # The lock of the metatile holding tile (-1, 2): named after its top-left tile, (-4, 0).
+    lock = GRID.lock_name("abc", GRID.metatile_of(TileAddress(1, 8, -1, 2)))
+    assert lock == "abc.1.8.-4.0.png/4"
+    assert TileGrid(5, 8, metatile=2).lock_name("abc", Metatile(1, -2, 0)) != lock
+
+
 def test_etag_matching() -> None:
-    tag = etag("abc", TileAddress(1, 8, -1, 2))
-    assert tag == '"abc.1.8.-1.2.png"'
+    tag = etag(content_key("abc", TileAddress(1, 8, -1, 2)))
     assert etag_matches(tag, tag) and etag_matches(f'"x", W/{tag}', tag) and etag_matches("*", tag)
     assert not etag_matches(None, tag) and not etag_matches('"abc.1.8.-1.3.png"', tag)
 

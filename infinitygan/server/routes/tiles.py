@@ -43,7 +43,7 @@ async def get_tile(
     addr, fmt = service.grid.parse(seed, z, x, y_fmt)
     if v is not None and v != service.version:
         raise UnknownVersion(f"this server serves checkpoint version {service.version}, not {v}")
-    tag = etag(service.version, addr, fmt)
+    tag = etag(service.key(addr, fmt))
     headers = {"ETag": tag, "Cache-Control": TILE_CACHE_CONTROL}
     if etag_matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
