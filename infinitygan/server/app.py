@@ -20,11 +20,12 @@ from infinitygan.model.canvas import Rect, render_batch
 from infinitygan.model.checkpoint import load_generator
 
 from .cors import CorsMiddleware
+from .demand import Demand, Priority
 from .error_handlers import install_error_handlers
 from .fastpath import CachedTileMiddleware
 from .metrics import MetricsMiddleware
 from .prefetch import PrefetchManager
-from .render_queue import Demand, Priority, RenderQueue
+from .render_queue import RenderQueue
 from .routes import health, prefetch, tilejson, tiles, viewer
 from .service import TileService, split_metatile
 from .settings import Settings

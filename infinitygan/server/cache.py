@@ -190,6 +190,12 @@ class TileCache:
         self.metrics.cache_bytes.set(self.memory.size)
         return values
 
+    async def get_all(self, keys: Sequence[str]) -> list[bytes] | None:
+        """Every key's value, or None if any is missing (a metatile is cached whole or not)."""
+        values = await self.get_many(keys)
+        found = [v for v in values if v is not None]
+        return found if len(found) == len(values) else None
+
     async def put_many(self, items: dict[str, bytes]) -> None:
         for key, value in items.items():
             self.memory.put(key, value)

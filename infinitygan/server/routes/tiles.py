@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from starlette.types import Receive
 
+from ..demand import Priority
 from ..errors import ClientClosed, RenderTimeout, UnknownVersion
 from ..fastpath import MISSED_KEY
-from ..render_queue import Priority
 from ..service import TileService
 from ..settings import Settings
 from ..state import server_state
