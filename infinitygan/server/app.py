@@ -22,7 +22,7 @@ from infinitygan.model.checkpoint import load_generator
 from .cors import CorsMiddleware
 from .demand import Demand, Priority
 from .error_handlers import install_error_handlers
-from .fastpath import CachedTileMiddleware
+from .fastpath import TileFastPath
 from .metrics import MetricsMiddleware
 from .prefetch import PrefetchManager
 from .render_queue import RenderQueue
@@ -121,8 +121,8 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (tiles, tilejson, prefetch, health, viewer):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # Outermost last: metrics -> CORS -> cached-tile fast path -> FastAPI's routing.
-    app.add_middleware(CachedTileMiddleware, state=state)
+    # Outermost last: metrics -> CORS -> tile fast path -> FastAPI's routing.
+    app.add_middleware(TileFastPath, state=state)
     app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

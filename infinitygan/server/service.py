@@ -71,9 +71,6 @@ class TileService:
     def key(self, addr: TileAddress, fmt: str = "png") -> str:
         return content_key(self.version, addr, fmt)
 
-    async def cached(self, addr: TileAddress) -> bytes | None:
-        return await self.cache.get(self.key(addr))
-
     async def produce(self, addr: TileAddress, priority: Priority) -> bytes:
         """PNG bytes of a tile that was a cache miss a moment ago (renders if still missing)."""
         return (await self._tile(addr, priority)).png

@@ -49,8 +49,10 @@ class PixelBox(NamedTuple):
     size: int
 
 
-@dataclass(frozen=True)
-class TileAddress:
+class TileAddress(NamedTuple):
+    """One tile of one seed's pyramid. A tuple rather than a frozen dataclass: one is built for
+    every tile request, and a tuple costs half as much to build and to hash."""
+
     seed: int
     z: int
     x: int
