@@ -6,7 +6,7 @@ native tiles: metatile (floor(x/M), floor(y/M)). A tile's bytes are a pure funct
 content key (checkpoint version, seed, z, x, y, format); its ETag, its cache keys and the name
 of the lock that guards its metatile's render are all spelled from that key.
 
-Pure Python on purpose: nothing here needs torch or FastAPI, so HTTP clients can reuse it.
+Pure Python on purpose: the HTTP prefetch client reuses this module without torch or FastAPI.
 """
 
 from __future__ import annotations

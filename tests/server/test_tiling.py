@@ -89,9 +89,9 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_addressing_imports_neither_torch_nor_fastapi() -> None:
-    """Tile addressing is plain Python, usable by HTTP clients without the model or FastAPI."""
+    """The prefetch client reuses tile addressing; it must stay a light HTTP client."""
     code = (
-        "import sys, infinitygan.server.tiling; "
+        "import sys, infinitygan.server.tiling, infinitygan.prefetch_client; "
         "loaded = sorted({'torch', 'fastapi', 'starlette'} & set(sys.modules)); "
         "assert not loaded, loaded"
     )
