@@ -11,7 +11,8 @@ import httpx
 from infinitygan.server.cache import MemoryLRU, redis_tile_key
 from infinitygan.server.tiling import TileAddress, content_key
 
-from .conftest import LiveServer, RedisProcess, TinyCheckpoint, settings_for
+from .conftest import LiveServer, TinyCheckpoint, settings_for
+from .harness import RedisProcess
 
 
 def test_lru_is_bounded_in_bytes() -> None:

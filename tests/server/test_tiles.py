@@ -15,6 +15,7 @@ from PIL import Image
 
 from infinitygan.model.canvas import Rect, downsample_2x, render_region
 from infinitygan.server.tiling import TileAddress, content_key, etag
+from tests.conftest import assert_informative
 
 from .conftest import LiveServer, TinyCheckpoint, settings_for
 
@@ -46,13 +47,14 @@ def test_tiles_equal_canvas_render(
     server: LiveServer, tiny_checkpoint: TinyCheckpoint, x0: int, y0: int
 ) -> None:
     """A 2x2 block of native tiles (from (-1, -1): it straddles metatile edges) equals the
-    same region rendered in one pass by the canvas renderer, within 1 uint8 level."""
+    same region rendered in one pass by the canvas renderer, within 1 uint8 level. The served
+    generator has noise, biases and styles switched on, so a misplaced term would show."""
     seed = 11
     tiles = assemble(server, seed, 8, range(x0, x0 + 2), range(y0, y0 + 2))
     region = render_region(tiny_checkpoint.generator, seed, Rect(256 * x0, 256 * y0, 512, 512))
     diff = np.abs(tiles.astype(np.int16) - region.astype(np.int16))
     assert diff.max() <= 1
-    assert tiles.std() > 1.0  # real content, not a flat image
+    assert_informative(tiles)  # real content, not a flat or clipped image
 
 
 def test_zoomed_out_tile_is_average_of_children(server: LiveServer) -> None:
