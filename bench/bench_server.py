@@ -13,7 +13,9 @@ uvloop + httptools, exactly as `infinitygan serve` runs it. Usage:
 
     python bench/bench_server.py [--checkpoint PATH] [--duration 8] [--connections 32]
 
-Without --checkpoint the shipped checkpoint is used if present, else a random `tiny` one.
+Without --checkpoint the shipped checkpoint is used if present, else the test suite's `tiny` one.
+Redis, the tiny checkpoint and metric readings come from the test suite's harness
+(`tests/server/harness.py`), and Redis keys from the server's own key functions.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,13 +38,16 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the test suite's harness, shared with the benchmark
+
+from tests.server.harness import (  # noqa: E402
+    RedisProcess,
+    free_port,
+    metric_value,
+    write_tiny_checkpoint,
+)
+
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- server side (subprocess)
@@ -134,8 +138,7 @@ class Server:
         self.pid = self.proc.pid
 
     def metric(self, name: str) -> float:
-        text = httpx.get(f"{self.url}/metrics").text
-        return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+        return metric_value(httpx.get(f"{self.url}/metrics").text, name)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -289,7 +292,9 @@ async def replay(url: str, clients: int, steps: int, minzoom: int, maxzoom: int)
 
 def phase_memory(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     tile = httpx.get(f"{server.url}/tiles/7/8/0/0.png", timeout=600)
+    assert tile.status_code == 200, tile.status_code
     Path(server.body_file).write_bytes(tile.content)
+    assert httpx.get(f"{server.url}/bench/raw").content == tile.content
     print(f"tile body: {len(tile.content)} bytes")
     return compare(
         "1. cached tile, in-process LRU: full stack vs minimal endpoint (target >= 0.8)",
@@ -337,21 +342,27 @@ def phase_replay(server: Server, args: argparse.Namespace) -> dict[str, Any]:
 
 def phase_redis(base: dict[str, Any], checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     from infinitygan.model.checkpoint import content_version
+    from infinitygan.server.cache import redis_tile_key
+    from infinitygan.server.tiling import TileAddress, content_key
 
-    port = free_port()
-    redis_proc = start_redis(port)
+    redis_proc = RedisProcess("--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru")
+    redis_proc.start()
     prefix = "bench"
     settings = {
         **base,
-        "redis_url": f"redis://127.0.0.1:{port}/0",
+        "redis_url": redis_proc.url,
         "cache_bytes": 0,  # every request reads Redis
         "redis_prefix": prefix,
     }
-    key = f"{prefix}:tile:{content_version(Path(checkpoint).read_bytes())}:7:8:0:0.png"
+    version = content_version(Path(checkpoint).read_bytes())
+    key = redis_tile_key(prefix, content_key(version, TileAddress(7, 8, 0, 0)))
     try:
         server = Server(settings, redis_key=key)
         try:
-            assert httpx.get(f"{server.url}/tiles/7/8/0/0.png", timeout=600).status_code == 200
+            tile = httpx.get(f"{server.url}/tiles/7/8/0/0.png", timeout=600)
+            assert tile.status_code == 200, tile.status_code
+            # The baseline must read the very bytes the server cached, or it measures nothing.
+            assert httpx.get(f"{server.url}/bench/redis-raw").content == tile.content
             return compare(
                 "2. cached tile, from Redis: full stack vs minimal Redis-reading endpoint",
                 server,
@@ -362,49 +373,13 @@ def phase_redis(base: dict[str, Any], checkpoint: str, args: argparse.Namespace)
         finally:
             server.stop()
     finally:
-        redis_proc.terminate()
-        redis_proc.wait(10)
+        redis_proc.kill()
 
 
 def tiny_checkpoint(directory: Path) -> str:
-    import torch
-
-    from infinitygan.model.checkpoint import save_checkpoint
-    from infinitygan.model.config import PRESETS
-    from infinitygan.model.networks import Generator
-
-    torch.manual_seed(0)
     path = directory / "tiny.safetensors"
-    save_checkpoint(path, Generator(PRESETS["tiny"].generator))
+    write_tiny_checkpoint(path)
     return str(path)
-
-
-def start_redis(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--maxmemory",
-            "512mb",
-            "--maxmemory-policy",
-            "allkeys-lru",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
 
 
 def main() -> None:

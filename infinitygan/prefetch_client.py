@@ -4,8 +4,8 @@ server's cache over plain HTTP, with bounded concurrency and a progress bar.
 The bbox is inclusive tile coordinates at the highest requested zoom (as in `POST /prefetch`);
 lower zooms fetch the parent tiles. Zooms run from the highest down, each finished before the
 next starts, so the server builds every zoomed-out tile from children already cached. The tile
-URL template comes from the server's TileJSON, so requests carry the checkpoint version. This
-module is a client: it imports neither FastAPI nor torch.
+URL template comes from the server's TileJSON, so requests carry the checkpoint version. The
+zoom levels come from the server's own `TileGrid.pyramid` (pure Python: no FastAPI, no torch).
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 import httpx
 from tqdm import tqdm
+
+from .server.errors import InvalidPrefetch
+from .server.tiling import TileGrid, range_count
 
 _RETRY_STATUS = {429, 502, 503, 504}
 _MAX_BACKOFF_S = 10.0
@@ -61,19 +64,6 @@ def parse_zoom(text: str) -> tuple[int, int]:
     return parts[0], parts[-1]
 
 
-def pyramid(
-    bbox: tuple[int, int, int, int], zmin: int, zmax: int
-) -> Iterator[tuple[int, list[tuple[int, int]]]]:
-    """Per zoom (highest first), the (x, y) tiles covering the bbox given at zmax."""
-    x0, y0, x1, y1 = bbox
-    for z in range(zmax, zmin - 1, -1):
-        k = zmax - z
-        yield (
-            z,
-            [(x, y) for y in range(y0 >> k, (y1 >> k) + 1) for x in range(x0 >> k, (x1 >> k) + 1)],
-        )
-
-
 async def _fetch(client: httpx.AsyncClient, url: str, retries: int) -> bool:
     """GET one tile, honouring Retry-After on overload; True when it ends in a 200."""
     for attempt in range(retries + 1):
@@ -108,20 +98,16 @@ async def prefetch(
         response = await client.get(f"{base}/tiles/{seed}/tilejson.json")
         response.raise_for_status()
         tilejson = response.json()
-        zmin, zmax = zooms
-        if not tilejson["minzoom"] <= zmin <= zmax <= tilejson["maxzoom"]:
-            raise ValueError(
-                f"zoom {zmin}-{zmax} is outside the server's "
-                f"{tilejson['minzoom']}-{tilejson['maxzoom']}"
-            )
+        # Only the zoom range matters to the client; the metatile side is the server's affair.
+        grid = TileGrid(tilejson["minzoom"], tilejson["maxzoom"], metatile=1)
+        levels = grid.pyramid(bbox, *zooms)
         template: str = tilejson["tiles"][0]
-        levels = list(pyramid(bbox, zmin, zmax))
-        total = sum(len(tiles) for _, tiles in levels)
+        total = sum(range_count(r) for r in levels.values())
         ok = failed = 0
         start = time.perf_counter()
         with tqdm(total=total, unit="tile", disable=not progress, desc="prefetch") as bar:
-            for z, tiles in levels:
-                todo = iter(tiles)
+            for z, (x0, y0, x1, y1) in levels.items():
+                todo = ((x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1))
 
                 async def worker(z: int = z, todo: Iterator[tuple[int, int]] = todo) -> None:
                     nonlocal ok, failed
@@ -151,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
             )
         )
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
+    except (httpx.HTTPError, InvalidPrefetch, ValueError, KeyError) as exc:
         print(f"prefetch failed: {exc}", file=sys.stderr)
         return 2
     print(

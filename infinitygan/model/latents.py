@@ -14,13 +14,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..bounds import MAX_SEED
+
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _ODD = np.uint64(0xD6E8FEB86659FD93)  # odd, so h -> h * _ODD is a bijection
 _S30, _S27, _S31, _S11 = (np.uint64(s) for s in (30, 27, 31, 11))
-
-MAX_SEED = 2**63  # seeds are 0 <= seed < 2**63
 
 # Streams keep z_g, z_l and each noise layer independent of each other.
 STREAM_GLOBAL = 1

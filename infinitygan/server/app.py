@@ -1,4 +1,4 @@
-"""The app factory (STYLE rule 8): routers, middleware, error handlers and a lifespan.
+"""The app factory: routers, middleware, error handlers and a lifespan.
 
 The lifespan starts loading the checkpoint in the background, so the server answers `/healthz`
 at once and `/readyz` with 503 until the model is loaded and warmed; tile requests before that
@@ -20,11 +20,12 @@ from infinitygan.model.canvas import CanvasRenderer, Rect
 from infinitygan.model.checkpoint import load_generator
 
 from .cors import CorsMiddleware
-from .errors import install_error_handlers
-from .fastpath import CachedTileMiddleware
+from .demand import Demand, Priority
+from .error_handlers import install_error_handlers
+from .fastpath import TileFastPath
 from .metrics import MetricsMiddleware
 from .prefetch import PrefetchManager
-from .render_queue import Demand, Priority, RenderQueue
+from .render_queue import RenderQueue
 from .routes import health, prefetch, tilejson, tiles, viewer
 from .service import TileService, split_metatile
 from .settings import Settings
@@ -120,8 +121,8 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (tiles, tilejson, prefetch, health, viewer):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # Outermost last: metrics -> CORS -> cached-tile fast path -> FastAPI's routing.
-    app.add_middleware(CachedTileMiddleware, state=state)
+    # Outermost last: metrics -> CORS -> tile fast path -> FastAPI's routing.
+    app.add_middleware(TileFastPath, state=state)
     app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

@@ -29,6 +29,11 @@ T = TypeVar("T")
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 
 
+def redis_tile_key(prefix: str, key: str) -> str:
+    """Where the shared tier keeps the PNG bytes of the tile with content key `key`."""
+    return f"{prefix}:tile:{key}"
+
+
 class MemoryLRU:
     """Least-recently-used map of PNG bytes, bounded by the sum of value sizes."""
 
@@ -78,7 +83,7 @@ class RedisTier:
         self._down_until = 0.0
 
     def tile_key(self, key: str) -> str:
-        return f"{self.prefix}:tile:{key}"
+        return redis_tile_key(self.prefix, key)
 
     def lock_key(self, name: str) -> str:
         return f"{self.prefix}:lock:{name}"
@@ -184,6 +189,12 @@ class TileCache:
         self._redis_miss.inc(len(found) - hits)
         self.metrics.cache_bytes.set(self.memory.size)
         return values
+
+    async def get_all(self, keys: Sequence[str]) -> list[bytes] | None:
+        """Every key's value, or None if any is missing (a metatile is cached whole or not)."""
+        values = await self.get_many(keys)
+        found = [v for v in values if v is not None]
+        return found if len(found) == len(values) else None
 
     async def put_many(self, items: dict[str, bytes]) -> None:
         for key, value in items.items():

@@ -1,20 +1,11 @@
-"""Typed domain errors, one status table, one error body (STYLE rule 9).
+"""Typed domain errors and the one table that maps them to HTTP statuses.
 
-Every error the server answers is `{"error": {"code", "message"}}` with `Cache-Control: no-store`
-(an error must never be cached as if it were an immutable tile). Malformed input is a 400, a
-well-formed address outside what we serve is a 404, overload is a 503 with `Retry-After`.
+Malformed input is a 400, a well-formed address outside what we serve is a 404, overload is a
+503 with `Retry-After`. Plain exceptions, importing nothing: tile addressing and the prefetch
+client raise them without loading FastAPI; `error_handlers` turns them into responses.
 """
 
 from __future__ import annotations
-
-import logging
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -112,54 +103,10 @@ STATUS_CODES: dict[type[ApiError], int] = {
     Unavailable: 503,
 }
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
-
 
 def status_of(exc: ApiError) -> int:
+    """The status of the nearest class in `STATUS_CODES`; 500 for none (a bug, not an input)."""
     for cls in type(exc).__mro__:
         if cls in STATUS_CODES:
             return STATUS_CODES[cls]
     return 500
-
-
-def error_response(
-    status: int, code: str, message: str, retry_after: int | None = None
-) -> JSONResponse:
-    headers = {"Cache-Control": "no-store"}
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
-
-
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return error_response(status_of(exc), exc.code, exc.message, exc.retry_after)
-
-
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", ""))
-    return error_response(400, "invalid_request", "; ".join(parts) or "invalid request")
-
-
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
-
-
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "internal server error")
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infinitygan.model.latents import MAX_SEED
+from infinitygan.bounds import MAX_SEED
 
 from .errors import JobNotFound, PrefetchTooLarge, QueueFull, TooManyJobs
 from .metrics import Metrics

@@ -1,5 +1,4 @@
-"""The model worker: one bounded priority queue, one thread, batched forward passes, and the
-single-flight map that makes concurrent misses for the same work share one result.
+"""The model worker: one bounded priority queue, one thread, batched forward passes.
 
 Interactive work always goes before prefetch (renderd's strict priorities). Both queues are
 bounded; a full queue is a 503 with `Retry-After` rather than an unbounded wait. Work is tied to a
@@ -12,40 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from infinitygan.model.canvas import Rect
 
+from .demand import Demand, Priority
 from .errors import Dropped, QueueFull, Unavailable
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-K = TypeVar("K", bound=Hashable)
-T = TypeVar("T")
 RenderFn = Callable[[Sequence[tuple[int, Rect]]], np.ndarray]  # -> uint8 [B, H, W, 3]
-
-
-class Priority(enum.IntEnum):
-    INTERACTIVE = 0
-    PREFETCH = 1
-
-
-@dataclass(eq=False)
-class Demand:
-    """Shared between a flight and its queued job: the best priority asked and live waiters."""
-
-    priority: Priority
-    waiters: int = 0
 
 
 @dataclass(eq=False)
@@ -218,77 +201,3 @@ class RenderQueue:
             assert images.shape[0] == len(batch), (images.shape, len(batch))  # [B, H, W, 3]
             for job, image in zip(batch, images, strict=True):
                 job.settle(image, None)
-
-
-@dataclass(eq=False)
-class _Flight(Generic[T]):
-    demand: Demand
-    task: asyncio.Task[T] = field(init=False)
-
-
-class SingleFlight(Generic[K, T]):
-    """At most one `work(key)` in flight per key; later callers wait for the same result.
-
-    `on_abandon(task, demand)` runs when the last waiter leaves: cheap work built on other
-    flights is cancelled outright, while a render only leaves the queue if it has not started
-    (so a render under way still finishes and is cached). `on_promote(key, demand)` runs when a
-    higher-priority caller joins or `promote` raises the flight's priority.
-    """
-
-    def __init__(
-        self,
-        metrics: Metrics,
-        on_abandon: Callable[[asyncio.Task[T], Demand], None],
-        on_promote: Callable[[K, Demand], None] | None = None,
-    ) -> None:
-        self._flights: dict[K, _Flight[T]] = {}
-        self._metrics = metrics
-        self._on_abandon = on_abandon
-        self._on_promote = on_promote
-
-    def __len__(self) -> int:
-        return len(self._flights)
-
-    async def run(self, key: K, priority: Priority, work: Callable[[Demand], Awaitable[T]]) -> T:
-        for _ in range(3):
-            flight = self._flights.get(key)
-            if flight is None or flight.task.done():
-                flight = _Flight(Demand(priority))
-                flight.task = asyncio.ensure_future(work(flight.demand))
-                self._flights[key] = flight
-                flight.task.add_done_callback(lambda task, k=key, f=flight: self._finish(k, f))
-            else:
-                self._metrics.coalesced.inc()
-                self._raise(key, flight, priority)
-            flight.demand.waiters += 1
-            try:
-                return await asyncio.shield(flight.task)
-            except Dropped:
-                continue  # dropped in the instant before we joined: start over
-            finally:
-                flight.demand.waiters -= 1
-                if flight.demand.waiters <= 0 and not flight.task.done():
-                    self._on_abandon(flight.task, flight.demand)
-        raise Dropped("work was dropped repeatedly")
-
-    def promote(self, key: K, priority: Priority) -> None:
-        """Work that a higher-priority flight depends on: raise its flight, if any, to match."""
-        flight = self._flights.get(key)
-        if flight is not None and not flight.task.done():
-            self._raise(key, flight, priority)
-
-    def _raise(self, key: K, flight: _Flight[T], priority: Priority) -> None:
-        if priority < flight.demand.priority:
-            flight.demand.priority = priority
-            if self._on_promote is not None:
-                self._on_promote(key, flight.demand)
-
-    def _finish(self, key: K, flight: _Flight[T]) -> None:
-        if self._flights.get(key) is flight:
-            del self._flights[key]
-        if not flight.task.cancelled():
-            flight.task.exception()  # retrieved here: waiters may all have left
-
-    def cancel_all(self) -> None:
-        for flight in list(self._flights.values()):
-            flight.task.cancel()

@@ -1,9 +1,9 @@
 """From a tile address to PNG bytes: cache tiers, metatile renders, the zoom-out pyramid.
 
 Native tiles come from aligned metatiles: one forward pass of M*256 px, sliced, each slice
-encoded and cached. Concurrent misses for the same metatile share one flight in process and one
-Redis `SET NX PX` lock across replicas; whoever waits on another replica's lock polls the cache,
-and whoever gets the lock re-checks the cache first (MapProxy's `is_cached` inside the lock).
+encoded and cached. Concurrent misses for the same metatile share one flight in process
+(`single_flight`) and one render lock across replicas (`render_lock`); whoever gets the lock
+re-checks the cache first (MapProxy's `is_cached` inside the lock).
 
 A zoomed-out tile is `downsample_2x` of its four children, fetched (recursively) from the cache
 where they exist, so it is always the exact average of what the next zoom serves.
@@ -12,8 +12,6 @@ where they exist, so it is always the exact average of what the next zoom serves
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,11 +19,13 @@ import numpy as np
 
 from infinitygan.model.canvas import Rect, downsample_2x
 
-from .cache import RedisTier, TileCache
+from .cache import TileCache
+from .demand import Demand, Priority
 from .encode import PngCodec
-from .errors import Dropped, RenderTimeout
 from .metrics import Metrics
-from .render_queue import Demand, Priority, RenderQueue, SingleFlight
+from .render_lock import RenderLock
+from .render_queue import RenderQueue
+from .single_flight import SingleFlight, cancel_abandoned
 from .tiling import TILE_SIZE, Metatile, TileAddress, TileGrid, content_key
 
 
@@ -33,6 +33,9 @@ from .tiling import TILE_SIZE, Metatile, TileAddress, TileGrid, content_key
 class TileData:
     png: bytes
     pixels: np.ndarray | None = None  # uint8 [256, 256, 3] when it was just rendered
+
+
+MetatileTiles = dict[TileAddress, TileData]
 
 
 class TileService:
@@ -51,24 +54,22 @@ class TileService:
         self.cache = cache
         self.queue = queue
         self.codec = codec
-        self.metrics = metrics
-        self.lock_ttl_s = lock_ttl_s
-        self._metatiles: SingleFlight[Metatile, dict[TileAddress, TileData]] = SingleFlight(
+        self._lock = RenderLock(cache, metrics, lock_ttl_s)
+        self._metatiles: SingleFlight[Metatile, MetatileTiles] = SingleFlight(
+            self._render_metatile,
             metrics,
-            on_abandon=lambda _, demand: queue.discard(demand),
-            on_promote=lambda _, demand: queue.promote(demand),
+            on_abandon=self._unqueue_metatile,
+            on_promote=self._promote_metatile,
         )
         self._zoomed: SingleFlight[TileAddress, TileData] = SingleFlight(
+            self._build_zoomed,
             metrics,
-            on_abandon=lambda task, _: task.cancel(),
-            on_promote=lambda addr, demand: self._promote_children(addr, demand.priority),
+            on_abandon=cancel_abandoned,
+            on_promote=self._promote_children,
         )
 
-    def key(self, addr: TileAddress) -> str:
-        return content_key(self.version, addr)
-
-    async def cached(self, addr: TileAddress) -> bytes | None:
-        return await self.cache.get(self.key(addr))
+    def key(self, addr: TileAddress, fmt: str = "png") -> str:
+        return content_key(self.version, addr, fmt)
 
     async def produce(self, addr: TileAddress, priority: Priority) -> bytes:
         """PNG bytes of a tile that was a cache miss a moment ago (renders if still missing)."""
@@ -76,13 +77,13 @@ class TileService:
 
     async def prefetch_metatile(self, meta: Metatile, wanted: Sequence[TileAddress]) -> bool:
         """Make `wanted` tiles of one metatile cached; False when all already were."""
-        if _all_present(await self.cache.get_many([self.key(a) for a in wanted])) is not None:
+        if await self.cache.get_all([self.key(a) for a in wanted]) is not None:
             return False
-        await self._metatiles.run(meta, Priority.PREFETCH, lambda d: self._render_metatile(meta, d))
+        await self._metatiles.run(meta, Priority.PREFETCH)
         return True
 
     async def prefetch_tile(self, addr: TileAddress) -> bool:
-        if await self.cached(addr) is not None:
+        if await self.cache.get(self.key(addr)) is not None:
             return False
         await self._tile(addr, Priority.PREFETCH)
         return True
@@ -93,24 +94,30 @@ class TileService:
 
     async def _tile(self, addr: TileAddress, priority: Priority) -> TileData:
         if addr.z == self.grid.maxzoom:
-            meta = self.grid.metatile_of(addr)
-            tiles = await self._metatiles.run(
-                meta, priority, lambda d: self._render_metatile(meta, d)
-            )
+            tiles = await self._metatiles.run(self.grid.metatile_of(addr), priority)
             return tiles[addr]
-        return await self._zoomed.run(addr, priority, lambda d: self._build_zoomed(addr, d))
+        return await self._zoomed.run(addr, priority)
 
-    def _promote_children(self, addr: TileAddress, priority: Priority) -> None:
+    def _unqueue_metatile(self, _: asyncio.Task[MetatileTiles], demand: Demand) -> None:
+        """Nobody waits for the metatile any more: its render leaves the queue if it has not
+        started (one under way finishes, and its tiles are cached for the next request)."""
+        self.queue.discard(demand)
+
+    def _promote_metatile(self, _: Metatile, demand: Demand) -> None:
+        """An interactive request joined a prefetch render: its job moves up the queue."""
+        self.queue.promote(demand)
+
+    def _promote_children(self, addr: TileAddress, demand: Demand) -> None:
         """A zoomed-out tile became interactive: so does the work building its children (a
         prefetch job may have started it), down to the metatiles in the render queue."""
         for child in self.grid.children(addr):
             if child.z == self.grid.maxzoom:
-                self._metatiles.promote(self.grid.metatile_of(child), priority)
+                self._metatiles.promote(self.grid.metatile_of(child), demand.priority)
             else:
-                self._zoomed.promote(child, priority)
+                self._zoomed.promote(child, demand.priority)
 
     async def _pixels(self, addr: TileAddress, demand: Demand) -> np.ndarray:
-        png = await self.cached(addr)
+        png = await self.cache.get(self.key(addr))
         if png is None:
             # The priority is read after the cache lookup: the parent may have been promoted.
             data = await self._tile(addr, demand.priority)
@@ -131,22 +138,15 @@ class TileService:
         await self.cache.put_many({self.key(addr): png})
         return TileData(png, pixels)
 
-    async def _render_metatile(self, meta: Metatile, demand: Demand) -> dict[TileAddress, TileData]:
+    async def _render_metatile(self, meta: Metatile, demand: Demand) -> MetatileTiles:
         tiles = self.grid.metatile_tiles(meta)
         keys = [self.key(t) for t in tiles]
-        redis = self.cache.redis
-        lock = f"{self.version}:{self.grid.metatile}:{meta.seed}:{meta.mx}:{meta.my}"
-        token = uuid.uuid4().hex
-        owned = False
-        if redis is not None:
-            owned, found = await self._lock_or_wait(redis, lock, token, keys, demand)
+        async with self._lock.hold(self.grid.lock_name(self.version, meta), keys, demand) as found:
+            if found is None:
+                # The re-check: another request or replica may have just cached this metatile.
+                found = await self.cache.get_all(keys)
             if found is not None:
                 return dict(zip(tiles, map(TileData, found), strict=True))
-        try:
-            # The re-check: another request or replica may have just cached this metatile.
-            cached = _all_present(await self.cache.get_many(keys))
-            if cached is not None:
-                return dict(zip(tiles, map(TileData, cached), strict=True))
             box = self.grid.metatile_box(meta)
             image = await self.queue.render(
                 meta.seed, Rect(box.x, box.y, box.size, box.size), demand
@@ -155,45 +155,6 @@ class TileService:
             pngs = await self.codec.encode_many(arrays)
             await self.cache.put_many(dict(zip(keys, pngs, strict=True)))
             return {t: TileData(p, a) for t, p, a in zip(tiles, pngs, arrays, strict=True)}
-        finally:
-            if owned:
-                assert redis is not None
-                await redis.release(lock, token)
-
-    async def _lock_or_wait(
-        self, redis: RedisTier, lock: str, token: str, keys: list[str], demand: Demand
-    ) -> tuple[bool, list[bytes] | None]:
-        """Own the metatile's Redis lock, or wait for the replica that owns it to cache it.
-
-        Returns (owned, tiles found while waiting). Redis being down means render unlocked.
-        """
-        deadline = time.monotonic() + self.lock_ttl_s
-        waited = False
-        while True:
-            got = await redis.acquire(lock, token, int(self.lock_ttl_s * 1000))
-            if got is None or got:
-                return bool(got), None
-            if not waited:
-                self.metrics.lock_waits.inc()
-                waited = True
-            delay = 0.01
-            while True:
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, 0.2)
-                found = _all_present(await self.cache.get_many(keys))
-                if found is not None:
-                    return False, found
-                if demand.waiters <= 0:
-                    raise Dropped("nobody waits for this metatile any more")
-                if time.monotonic() > deadline:
-                    raise RenderTimeout("another replica holds this metatile's render lock")
-                if not await redis.held(lock):
-                    break  # released or expired without every tile cached: try to take it
-
-
-def _all_present(values: list[bytes | None]) -> list[bytes] | None:
-    found = [v for v in values if v is not None]
-    return found if len(found) == len(values) else None
 
 
 def split_metatile(image: np.ndarray, m: int) -> list[np.ndarray]:

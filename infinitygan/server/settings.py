@@ -1,4 +1,4 @@
-"""Every server setting, read from the environment once (STYLE rule 8).
+"""Every server setting, read from the environment once, in one place.
 
 `cli serve` builds `Settings()` from `INFINITYGAN_*` variables (plus the conventional
 `REDIS_URL`); tests pass keyword arguments. Nothing else in the server reads `os.environ`.

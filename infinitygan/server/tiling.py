@@ -1,9 +1,12 @@
-"""Tile addressing on the infinite canvas (a contract, see DESIGN.md "Canvas geometry").
+"""Tile addressing on the infinite canvas: the contract between URLs and canvas pixels.
 
 At the native zoom N, tile (x, y) is canvas pixels [256x, 256x+256) x [256y, 256y+256); at
 N-d it covers 256 * 2**d pixels per side, area-averaged. Metatiles are aligned M x M blocks of
 native tiles: metatile (floor(x/M), floor(y/M)). A tile's bytes are a pure function of its
-content key (checkpoint version, seed, z, x, y, format), which is also its ETag and cache key.
+content key (checkpoint version, seed, z, x, y, format); its ETag, its cache keys and the name
+of the lock that guards its metatile's render are all spelled from that key.
+
+Pure Python on purpose: the HTTP prefetch client reuses this module without torch or FastAPI.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from infinitygan.model.latents import MAX_SEED
+from infinitygan.bounds import MAX_SEED
 
 from .errors import (
     InvalidPrefetch,
@@ -46,8 +49,10 @@ class PixelBox(NamedTuple):
     size: int
 
 
-@dataclass(frozen=True)
-class TileAddress:
+class TileAddress(NamedTuple):
+    """One tile of one seed's pyramid. A tuple rather than a frozen dataclass: one is built for
+    every tile request, and a tuple costs half as much to build and to hash."""
+
     seed: int
     z: int
     x: int
@@ -79,12 +84,13 @@ def _parse_int(pattern: re.Pattern[str], what: str, text: str) -> int:
 
 
 def content_key(version: str, addr: TileAddress, fmt: str = "png") -> str:
-    return f"{version}:{addr.seed}:{addr.z}:{addr.x}:{addr.y}.{fmt}"
+    """The name of a tile's bytes; everything that names a tile is derived from it."""
+    return f"{version}.{addr.seed}.{addr.z}.{addr.x}.{addr.y}.{fmt}"
 
 
-def etag(version: str, addr: TileAddress, fmt: str = "png") -> str:
-    """Strong ETag: the content key itself, so a 304 needs neither a render nor a cache read."""
-    return f'"{version}.{addr.seed}.{addr.z}.{addr.x}.{addr.y}.{fmt}"'
+def etag(key: str) -> str:
+    """Strong ETag: the content key quoted, so a 304 needs neither a render nor a cache read."""
+    return f'"{key}"'
 
 
 def etag_matches(if_none_match: str | None, tag: str) -> bool:
@@ -162,6 +168,11 @@ class TileGrid:
     def metatile_box(self, meta: Metatile) -> PixelBox:
         size = TILE_SIZE * self.metatile
         return PixelBox(meta.mx * size, meta.my * size, size)
+
+    def lock_name(self, version: str, meta: Metatile) -> str:
+        """The render lock of a metatile: its top-left tile's content key and the side M (grids
+        with another M cut other metatiles, so they must not share locks)."""
+        return f"{content_key(version, self.metatile_tiles(meta)[0])}/{self.metatile}"
 
     def pyramid(
         self, bbox: tuple[int, int, int, int], zmin: int, zmax: int

@@ -1,4 +1,5 @@
-"""Fixtures: a tiny random-weight checkpoint, real uvicorn servers on free ports, real Redis.
+"""Fixtures: a tiny checkpoint with every term non-trivial, real uvicorn servers on free ports,
+real Redis.
 
 The shared Redis on 127.0.0.1:6379 is used under a per-run key prefix (deleted afterwards);
 tests that kill Redis start their own `redis-server` on another port.
@@ -6,9 +7,6 @@ tests that kill Redis start their own `redis-server` on another port.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -20,15 +18,14 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import torch
 import uvicorn
-from prometheus_client.parser import text_string_to_metric_families
 
-from infinitygan.model.checkpoint import load_generator, save_checkpoint
-from infinitygan.model.config import PRESETS
+from infinitygan.model.checkpoint import load_generator
 from infinitygan.model.networks import Generator
 from infinitygan.server.app import create_app
 from infinitygan.server.settings import Settings
+
+from .harness import RedisProcess, free_socket, metric_value, write_tiny_checkpoint
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 READY_TIMEOUT_S = 60.0
@@ -43,22 +40,9 @@ class TinyCheckpoint:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoint:
-    torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    version = save_checkpoint(path, Generator(PRESETS["tiny"].generator))
+    version = write_tiny_checkpoint(path)
     return TinyCheckpoint(path, version, load_generator(path, "cpu").generator)
-
-
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-def free_port() -> int:
-    with _free_socket() as sock:
-        return sock.getsockname()[1]
 
 
 class LiveServer:
@@ -67,7 +51,7 @@ class LiveServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = create_app(settings)
-        self._sock = _free_socket()
+        self._sock = free_socket()
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         config = uvicorn.Config(
             self.app, loop="uvloop", http="httptools", log_level="warning", lifespan="on"
@@ -100,15 +84,7 @@ class LiveServer:
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` (e.g. `infinitygan_rendered_metatiles_total`)."""
-        text = self.client.get("/metrics").text
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in labels.items()
-                ):
-                    total += sample.value
-        return total
+        return metric_value(self.client.get("/metrics").text, name, **labels)
 
     @property
     def version(self) -> str:
@@ -164,56 +140,6 @@ def server(tiny_checkpoint: TinyCheckpoint, redis_prefix: str) -> Iterator[LiveS
     ).start()
     yield live
     live.stop()
-
-
-class RedisProcess:
-    """A redis-server of our own on a free port, which tests may kill and restart."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed"
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = self.client()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        client.close()
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=2)
 
 
 @pytest.fixture

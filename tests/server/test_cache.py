@@ -8,9 +8,11 @@ import time
 
 import httpx
 
-from infinitygan.server.cache import MemoryLRU
+from infinitygan.server.cache import MemoryLRU, redis_tile_key
+from infinitygan.server.tiling import TileAddress, content_key
 
-from .conftest import LiveServer, RedisProcess, TinyCheckpoint, settings_for
+from .conftest import LiveServer, TinyCheckpoint, settings_for
+from .harness import RedisProcess
 
 
 def test_lru_is_bounded_in_bytes() -> None:
@@ -36,7 +38,7 @@ def _redis_keys(redis_proc: RedisProcess, prefix: str) -> set[str]:
 
 
 def _tile_key(prefix: str, version: str, seed: int, z: int, x: int, y: int) -> str:
-    return f"{prefix}:tile:{version}:{seed}:{z}:{x}:{y}.png"
+    return redis_tile_key(prefix, content_key(version, TileAddress(seed, z, x, y)))
 
 
 def test_redis_killed_mid_run_then_back(

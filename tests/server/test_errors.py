@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -102,6 +103,19 @@ CASES: list[tuple[str, str, Any, int, str]] = [
 ]
 
 
+def _errors_served(server: LiveServer) -> float:
+    return server.metric("infinitygan_http_requests_total", status="500")
+
+
+@pytest.fixture(autouse=True)
+def no_500s(server: LiveServer) -> Iterator[None]:
+    """Checked around every test here, so the guarantee holds for any test run alone or in any
+    order: whatever a test sent, the server answered it without a 500."""
+    before = _errors_served(server)
+    yield
+    assert _errors_served(server) == before
+
+
 @pytest.mark.parametrize(("method", "path", "body", "status", "code"), CASES)
 def test_bad_input(
     server: LiveServer, method: str, path: str, body: Any, status: int, code: str
@@ -122,10 +136,6 @@ def test_malformed_json_body(server: LiveServer) -> None:
     assert response.json()["error"]["code"] == "invalid_request"
 
 
-def test_no_500s_were_served(server: LiveServer) -> None:
-    assert server.metric("infinitygan_http_requests_total", status="500") == 0
-
-
 def test_not_ready_until_loaded(live_server, tiny_checkpoint: TinyCheckpoint, tmp_path) -> None:
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"not a checkpoint")
@@ -137,3 +147,4 @@ def test_not_ready_until_loaded(live_server, tiny_checkpoint: TinyCheckpoint, tm
         assert response.json()["error"]["code"] == "not_ready"
         assert "Retry-After" in response.headers
     assert "checkpoint" in server.client.get("/readyz").json()["error"]["message"]
+    assert _errors_served(server) == 0

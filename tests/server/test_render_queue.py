@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from infinitygan.model.canvas import Rect
+from infinitygan.server.demand import Demand, Priority
 from infinitygan.server.errors import QueueFull
 from infinitygan.server.metrics import Metrics
-from infinitygan.server.render_queue import Demand, Priority, RenderQueue, SingleFlight
+from infinitygan.server.render_queue import RenderQueue
+from infinitygan.server.single_flight import SingleFlight
 from tests.server.gated_model import GatedModel, wait_until
 
 RECT = Rect(0, 0, 4, 4)
@@ -90,28 +92,28 @@ def test_full_queue_raises_with_retry_after_and_unwanted_work_is_dropped() -> No
 def test_single_flight_shares_one_result_and_promotes() -> None:
     model = GatedModel()
     queue, metrics = make_queue(model, limit=8)
-    flights: SingleFlight[str, np.ndarray] = SingleFlight(
-        metrics,
-        on_abandon=lambda _, demand: queue.discard(demand),
-        on_promote=lambda _, demand: queue.promote(demand),
-    )
     calls = 0
 
-    async def work(demand: Demand) -> np.ndarray:
+    async def work(_: str, demand: Demand) -> np.ndarray:
         nonlocal calls
         calls += 1
         return await queue.render(7, RECT, demand)
 
+    flights: SingleFlight[str, np.ndarray] = SingleFlight(
+        work,
+        metrics,
+        on_abandon=lambda _, demand: queue.discard(demand),
+        on_promote=lambda _, demand: queue.promote(demand),
+    )
+
     async def scenario() -> list[np.ndarray]:
         blocker = asyncio.ensure_future(queue.render(1, RECT, Demand(Priority.PREFETCH, 1)))
         await wait_until(model.entered.is_set)
-        waiters = [asyncio.ensure_future(flights.run("k", Priority.PREFETCH, work))]
+        waiters = [asyncio.ensure_future(flights.run("k", Priority.PREFETCH))]
         await asyncio.sleep(0.01)
         other = asyncio.ensure_future(queue.render(2, RECT, Demand(Priority.PREFETCH, 1)))
         await asyncio.sleep(0.01)
-        waiters += [
-            asyncio.ensure_future(flights.run("k", Priority.INTERACTIVE, work)) for _ in range(9)
-        ]
+        waiters += [asyncio.ensure_future(flights.run("k", Priority.INTERACTIVE)) for _ in range(9)]
         await asyncio.sleep(0.01)
         model.gate.set()
         await asyncio.gather(blocker, other)
@@ -130,15 +132,15 @@ def test_abandoned_flight_leaves_the_queue_at_once() -> None:
     model = GatedModel()
     queue, metrics = make_queue(model, limit=4)
     flights: SingleFlight[str, np.ndarray] = SingleFlight(
-        metrics, on_abandon=lambda _, demand: queue.discard(demand)
+        lambda _, demand: queue.render(2, RECT, demand),
+        metrics,
+        on_abandon=lambda _, demand: queue.discard(demand),
     )
 
     async def scenario() -> None:
         busy = asyncio.ensure_future(queue.render(1, RECT, Demand(Priority.INTERACTIVE, 1)))
         await wait_until(model.entered.is_set)
-        waiter = asyncio.ensure_future(
-            flights.run("k", Priority.PREFETCH, lambda d: queue.render(2, RECT, d))
-        )
+        waiter = asyncio.ensure_future(flights.run("k", Priority.PREFETCH))
         await asyncio.sleep(0.01)
         assert queue.depth(Priority.PREFETCH) == 1
         waiter.cancel()  # e.g. a cancelled prefetch job: the slot is freed before the model runs

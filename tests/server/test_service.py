@@ -6,9 +6,10 @@ import asyncio
 
 from infinitygan.model.canvas import Rect
 from infinitygan.server.cache import TileCache
+from infinitygan.server.demand import Demand, Priority
 from infinitygan.server.encode import PngCodec
 from infinitygan.server.metrics import Metrics
-from infinitygan.server.render_queue import Demand, Priority, RenderQueue
+from infinitygan.server.render_queue import RenderQueue
 from infinitygan.server.service import TileService
 from infinitygan.server.settings import Settings
 from infinitygan.server.tiling import TileAddress, TileGrid

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from infinitygan.model.canvas import Rect, downsample_2x, render_region
-from infinitygan.server.tiling import TileAddress, etag
+from infinitygan.server.tiling import TileAddress, content_key, etag
+from tests.conftest import assert_informative
 
 from .conftest import LiveServer, TinyCheckpoint, settings_for
 
@@ -46,13 +47,14 @@ def test_tiles_equal_canvas_render(
     server: LiveServer, tiny_checkpoint: TinyCheckpoint, x0: int, y0: int
 ) -> None:
     """A 2x2 block of native tiles (from (-1, -1): it straddles metatile edges) equals the
-    same region rendered in one pass by the canvas renderer, within 1 uint8 level."""
+    same region rendered in one pass by the canvas renderer, within 1 uint8 level. The served
+    generator has noise, biases and styles switched on, so a misplaced term would show."""
     seed = 11
     tiles = assemble(server, seed, 8, range(x0, x0 + 2), range(y0, y0 + 2))
     region = render_region(tiny_checkpoint.generator, seed, Rect(256 * x0, 256 * y0, 512, 512))
     diff = np.abs(tiles.astype(np.int16) - region.astype(np.int16))
     assert diff.max() <= 1
-    assert tiles.std() > 1.0  # real content, not a flat image
+    assert_informative(tiles)  # real content, not a flat or clipped image
 
 
 def test_zoomed_out_tile_is_average_of_children(server: LiveServer) -> None:
@@ -79,7 +81,7 @@ def test_etag_and_304_without_render(server: LiveServer) -> None:
     # A tile never rendered: its ETag is known from the content key alone, so 304 costs nothing.
     renders = server.metric("infinitygan_rendered_metatiles_total")
     misses = server.metric("infinitygan_cache_requests_total", result="miss")
-    unseen = etag(server.version, TileAddress(13, 8, 1000, -1000))
+    unseen = etag(content_key(server.version, TileAddress(13, 8, 1000, -1000)))
     response = server.client.get(
         "/tiles/13/8/1000/-1000.png", headers={"If-None-Match": f'W/"x", {unseen}'}
     )
@@ -140,16 +142,40 @@ def test_head_tilejson_cors_and_version(server: LiveServer) -> None:
 
 
 def test_fast_path_answers_like_the_route(server: LiveServer) -> None:
-    """The first request renders through the FastAPI route; later ones are cache hits answered
-    by the pure-ASGI fast path. Clients must not be able to tell them apart."""
-    keys = ("etag", "cache-control", "content-type", "content-length")
-    miss = server.client.get("/tiles/16/8/-7/3.png")
-    hit = server.client.get("/tiles/16/8/-7/3.png")
-    assert miss.status_code == hit.status_code == 200
-    assert miss.content == hit.content
-    assert {k: miss.headers[k] for k in keys} == {k: hit.headers[k] for k in keys}
-    upper = server.client.get(f"/tiles/16/8/-7/3.PNG?v={server.version}")  # route-only spelling
-    assert upper.content == hit.content and upper.headers["etag"] == hit.headers["etag"]
+    """`.png` is answered by the pure-ASGI fast path, `.PNG` only by the FastAPI route; both call
+    the same answer function, so clients cannot tell them apart: misses, hits, 304s and errors
+    alike, whichever of the two saw the tile first."""
+    keys = ("etag", "cache-control", "content-type", "content-length", "retry-after")
+
+    def same(path: str, *headers: tuple[str, str]) -> httpx.Response:
+        fast = server.client.get(path.replace(".PNG", ".png"), headers=list(headers))
+        route = server.client.get(path, headers=list(headers))
+        assert fast.status_code == route.status_code
+        assert fast.content == route.content
+        assert {k: fast.headers.get(k) for k in keys} == {k: route.headers.get(k) for k in keys}
+        return fast
+
+    assert same("/tiles/16/8/-7/3.PNG").status_code == 200  # the fast path renders, route hits
+    route_miss = server.client.get("/tiles/16/8/-6/3.PNG")  # the route renders, fast path hits
+    fast_hit = same("/tiles/16/8/-6/3.PNG")
+    assert fast_hit.content == route_miss.content
+    assert {k: fast_hit.headers.get(k) for k in keys} == {
+        k: route_miss.headers.get(k) for k in keys
+    }
+    tag = route_miss.headers["etag"]
+    assert same("/tiles/16/8/-6/3.PNG", ("If-None-Match", tag)).status_code == 304
+    # Two If-None-Match headers: both read the first, like any Starlette app.
+    twice = same("/tiles/16/8/-6/3.PNG", ("If-None-Match", '"x"'), ("If-None-Match", tag))
+    assert twice.status_code == 200
+    assert same(f"/tiles/16/8/-6/3.PNG?v={server.version}").status_code == 200
+    assert same("/tiles/16/8/-6/3.PNG?v=").status_code == 404  # an empty version is not ours
+    assert same("/tiles/16/8/-6/3.PNG?v=0000").json()["error"]["code"] == "unknown_version"
+    assert same("/tiles/16/9/0/0.PNG").json()["error"]["code"] == "zoom_out_of_range"
+    assert same(f"/tiles/16/8/{2**31}/0.PNG").json()["error"]["code"] == "tile_out_of_bounds"
+    assert same(f"/tiles/{2**63}/8/0/0.PNG").json()["error"]["code"] == "invalid_seed"
+    head = server.client.head("/tiles/16/8/-6/3.png")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == route_miss.headers["content-length"]
 
 
 def test_cors_with_an_explicit_origin_list(live_server, tiny_checkpoint: TinyCheckpoint) -> None:

@@ -1,6 +1,9 @@
-"""Tile addressing: parsing, bounds per zoom, metatiles, children, ETags, settings."""
+"""Tile addressing: parsing, bounds per zoom, metatiles, children, content keys, settings."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 
@@ -12,7 +15,14 @@ from infinitygan.server.errors import (
     ZoomOutOfRange,
 )
 from infinitygan.server.settings import Settings
-from infinitygan.server.tiling import Metatile, TileAddress, TileGrid, etag, etag_matches
+from infinitygan.server.tiling import (
+    Metatile,
+    TileAddress,
+    TileGrid,
+    content_key,
+    etag,
+    etag_matches,
+)
 
 GRID = TileGrid(minzoom=5, maxzoom=8, metatile=4)
 
@@ -49,9 +59,18 @@ def test_geometry() -> None:
     ]
 
 
+def test_content_key_names_etag_and_lock() -> None:
+    key = content_key("abc", TileAddress(1, 8, -1, 2))
+    assert key == "abc.1.8.-1.2.png"
+    assert etag(key) == f'"{key}"'
+    # The lock of the metatile holding tile (-1, 2): named after its top-left tile, (-4, 0).
+    lock = GRID.lock_name("abc", GRID.metatile_of(TileAddress(1, 8, -1, 2)))
+    assert lock == "abc.1.8.-4.0.png/4"
+    assert TileGrid(5, 8, metatile=2).lock_name("abc", Metatile(1, -2, 0)) != lock
+
+
 def test_etag_matching() -> None:
-    tag = etag("abc", TileAddress(1, 8, -1, 2))
-    assert tag == '"abc.1.8.-1.2.png"'
+    tag = etag(content_key("abc", TileAddress(1, 8, -1, 2)))
     assert etag_matches(tag, tag) and etag_matches(f'"x", W/{tag}', tag) and etag_matches("*", tag)
     assert not etag_matches(None, tag) and not etag_matches('"abc.1.8.-1.3.png"', tag)
 
@@ -67,3 +86,13 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFINITYGAN_MINZOOM", "9")
     with pytest.raises(ValueError, match="minzoom"):
         Settings()
+
+
+def test_addressing_imports_neither_torch_nor_fastapi() -> None:
+    """The prefetch client reuses tile addressing; it must stay a light HTTP client."""
+    code = (
+        "import sys, infinitygan.server.tiling, infinitygan.prefetch_client; "
+        "loaded = sorted({'torch', 'fastapi', 'starlette'} & set(sys.modules)); "
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,24 +1,19 @@
-"""GET/HEAD /tiles/{seed}/{z}/{x}/{y}.{fmt}: parse, 304 by ETag, cache, render.
+"""GET/HEAD /tiles/{seed}/{z}/{x}/{y}.{fmt}: every spelling of a tile address.
 
-Cache hits and 304s usually never get here: `fastpath.CachedTileMiddleware` answers them first
-with the same headers; this route owns errors, misses and rendering.
+The canonical spelling (`.png`, with the model loaded) is usually answered by the fast path in
+front of FastAPI; both parse the address and then call the same `answer_tile`. This route parses
+every other spelling and owns the errors of malformed addresses.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from starlette.types import Receive
 
-from ..errors import ClientClosed, RenderTimeout, UnknownVersion
-from ..fastpath import MISSED_KEY
-from ..render_queue import Priority
-from ..service import TileService
-from ..settings import Settings
 from ..state import server_state
-from ..tiling import TILE_CACHE_CONTROL, TILE_ROUTE, TileAddress, etag, etag_matches
+from ..tile_answer import answer_tile
+from ..tiling import TILE_ROUTE
 
 router = APIRouter(tags=["tiles"])
 
@@ -41,49 +36,12 @@ async def get_tile(
     state = server_state(request)
     service = state.require().service
     addr, fmt = service.grid.parse(seed, z, x, y_fmt)
-    if v is not None and v != service.version:
-        raise UnknownVersion(f"this server serves checkpoint version {service.version}, not {v}")
-    tag = etag(service.version, addr, fmt)
-    headers = {"ETag": tag, "Cache-Control": TILE_CACHE_CONTROL}
-    if etag_matches(request.headers.get("if-none-match"), tag):
-        return Response(status_code=304, headers=headers)
-    png = None if request.scope.get(MISSED_KEY) else await service.cached(addr)
-    if png is None:
-        png = await _render_while_connected(service, addr, request.receive, state.settings)
-    return Response(png, media_type="image/png", headers=headers)
-
-
-async def _render_while_connected(
-    service: TileService, addr: TileAddress, receive: Receive, settings: Settings
-) -> bytes:
-    """Wait for the render, but give up (and stop waiting) when the client goes away or the
-    timeout passes; the render queue then drops the work if nobody else wants it."""
-    render = asyncio.ensure_future(service.produce(addr, Priority.INTERACTIVE))
-    gone = asyncio.ensure_future(_disconnected(receive))
-    try:
-        done, _ = await asyncio.wait(
-            {render, gone}, timeout=settings.render_timeout_s, return_when=asyncio.FIRST_COMPLETED
-        )
-    finally:
-        gone.cancel()
-        if not render.done():
-            render.cancel()
-            render.add_done_callback(_consume)
-    if render in done:
-        return render.result()
-    if gone in done:
-        raise ClientClosed("the client closed the connection")
-    raise RenderTimeout(
-        f"the tile was not rendered within {settings.render_timeout_s:g}s",
-        retry_after=settings.retry_after_s,
+    return await answer_tile(
+        service,
+        state.settings,
+        addr,
+        fmt,
+        v,
+        request.headers.get("if-none-match"),
+        request.receive,
     )
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-def _consume(task: asyncio.Future[bytes]) -> None:
-    if not task.cancelled():
-        task.exception()
