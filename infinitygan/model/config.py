@@ -51,6 +51,13 @@ class GeneratorConfig:
         return 2**self.n_up
 
     @property
+    def band(self) -> tuple[int, int]:
+        """The canvas rows [y0, y1) one training image stands for, centred on the horizon:
+        what the model has seen; above and below it only extends sky and ground."""
+        half = self.train_full_cells * self.pixels_per_cell // 2
+        return -half, half
+
+    @property
     def n_styles(self) -> int:
         """Two modulated convs per up-block plus the final ToRGB (W+ has this many rows)."""
         return 2 * self.n_up + 1

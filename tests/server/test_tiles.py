@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from infinitygan.model.canvas import Rect, downsample_2x, render_region
+from infinitygan.model.config import PRESETS
 from infinitygan.server.tiling import TileAddress, content_key, etag
 from tests.conftest import assert_informative
 
@@ -132,6 +133,9 @@ def test_head_tilejson_cors_and_version(server: LiveServer) -> None:
     tj = server.client.get("/tiles/15/tilejson.json").json()
     assert tj["tilejson"] == "3.0.0"
     assert (tj["minzoom"], tj["maxzoom"], tj["tileSize"]) == (5, 8, 256)
+    tiny = PRESETS["tiny"].generator  # the served model: the viewer opens on its band
+    half = tiny.train_full_cells * tiny.pixels_per_cell // 2
+    assert tj["band"] == [-half, half]
     template = tj["tiles"][0]
     assert template.endswith(f"/tiles/15/{{z}}/{{x}}/{{y}}.png?v={server.version}")
     versioned = server.client.get(template.format(z=8, x=0, y=0))

@@ -1,4 +1,7 @@
-"""GET /tiles/{seed}/tilejson.json: TileJSON 3.0.0 with a checkpoint-versioned tile URL."""
+"""GET /tiles/{seed}/tilejson.json: TileJSON 3.0.0 with a checkpoint-versioned tile URL.
+
+Beside the standard fields: `checkpoint_version`, and `band`, the canvas rows [y0, y1) the
+model was trained on (native-zoom pixels), which the viewer opens on."""
 
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ router = APIRouter(tags=["tiles"])
 @router.get("/tiles/{seed}/tilejson.json", summary="TileJSON 3.0.0 for one seed")
 async def get_tilejson(request: Request, seed: str) -> JSONResponse:
     state = server_state(request)
-    service = state.require().service
+    loaded = state.require()
+    service = loaded.service
     s = parse_seed(seed)
     base = str(request.base_url).rstrip("/")
     doc = {
@@ -28,6 +32,7 @@ async def get_tilejson(request: Request, seed: str) -> JSONResponse:
         "maxzoom": state.settings.maxzoom,
         "tileSize": TILE_SIZE,
         "checkpoint_version": service.version,
+        "band": list(loaded.checkpoint.config.band),
     }
     # Short-lived: a new checkpoint changes the tile URL, and clients must see it.
     return JSONResponse(doc, headers={"Cache-Control": "public, max-age=60"})

@@ -4,11 +4,17 @@
  * lat = canvas y (downwards, 0 = the horizon) and lng = canvas x, so Leaflet's tile (x, y) at
  * zoom z is exactly the server's tile (x, y) at zoom z. The permalink lives in the URL hash:
  * #seed=S&z=Z&x=X&y=Y (X, Y in canvas pixels of the view centre).
+ *
+ * The model was trained on photos that span TileJSON's `band` (canvas rows y0..y1 around the
+ * horizon); above and below it only extends sky and ground. So the first view is centred on the
+ * band, over-zoomed until the band and as much again above and below fill the window, and the
+ * centre cannot be panned further than one band height beyond it.
  */
 (function () {
   "use strict";
 
   var SEED_RE = /^[0-9]{1,19}$/;
+  var MAX_X = 549755813888; // 2^39 canvas px: native tiles x are valid in [-2^31, 2^31)
   var form = document.getElementById("seed-form");
   var seedInput = document.getElementById("seed");
   var statusBox = document.getElementById("status");
@@ -65,8 +71,18 @@
     });
   }
 
+  // The zoom (native + 0..2) at which the band and one band height above and below best fill
+  // the window's height.
+  function openingZoom(tj) {
+    var height = document.getElementById("map").clientHeight;
+    var span = 3 * (tj.band[1] - tj.band[0]);
+    var extra = Math.round(Math.log(height / span) / Math.LN2);
+    return tj.maxzoom + Math.max(0, Math.min(2, extra));
+  }
+
   function createMap(tj, view) {
     var native = tj.maxzoom;
+    var bandHeight = tj.band[1] - tj.band[0];
     // y grows downwards (transformation 1, 0, 1, 0) and zoom N is 1 map unit per pixel.
     var crs = L.extend({}, L.CRS.Simple, {
       transformation: new L.Transformation(1, 0, 1, 0),
@@ -79,6 +95,9 @@
       maxZoom: native + 2,
       zoomControl: true,
       attributionControl: true,
+      // Leaflet's latitude is canvas y: pan freely along x, up to one band height past the band.
+      maxBounds: [[tj.band[0] - bandHeight, -MAX_X], [tj.band[1] + bandHeight, MAX_X]],
+      maxBoundsViscosity: 1.0,
     });
     map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
     layer = L.tileLayer(tj.tiles[0], {
@@ -91,7 +110,7 @@
       attribution: "InfinityGAN (Lin et al., ICLR 2022) · checkpoint " + tj.checkpoint_version,
     }).addTo(map);
     layer.on("tileerror", function () { fail("some tiles failed to load; retrying on pan"); });
-    map.setView([view.y, view.x], view.z === null ? native : view.z);
+    map.setView([view.y, view.x], view.z === null ? openingZoom(tj) : view.z);
     map.on("moveend zoomend", function () { writeHash(); showStatus(); });
     map.on("mousemove", function (e) { pointer = e.latlng; showStatus(); });
     map.on("mouseout", function () { pointer = null; showStatus(); });
@@ -104,7 +123,7 @@
       seed = s;
       seedInput.value = s;
       if (!map) {
-        createMap(tj, view || { x: 0, y: 0, z: null });
+        createMap(tj, view || { x: 0, y: (tj.band[0] + tj.band[1]) / 2, z: null });
       } else {
         layer.setUrl(tj.tiles[0]);
         if (view) { map.setView([view.y, view.x], view.z === null ? map.getZoom() : view.z); }
