@@ -241,8 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .data.patches import DataError
     from .model.checkpoint import CheckpointError
-    from .training.data import DataError
     from .training.state import StateError
 
     parser = build_parser()

@@ -42,10 +42,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.patches import PatchSampler
 from ..model.checkpoint import load_generator, resolve_device
 from ..model.config import GeneratorConfig
 from ..model.networks import Generator
-from ..training.data import PatchSampler
 from . import diversity, fid, samples, seams
 from .repetition import repetition_stats
 from .report import Row, row

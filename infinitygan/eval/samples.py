@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..data.patches import PatchSampler, sample_rows
 from ..model.canvas import Rect, render_batch, render_region
 from ..model.config import GeneratorConfig
 from ..model.latents import MAX_SEED
 from ..model.networks import Generator
-from ..training.data import PatchSampler, sample_rows
 
 TILE = 256  # the server's tile size: seams are measured on its grid
 X_RANGE = 1 << 24  # random canvas x positions are drawn from [-X_RANGE, X_RANGE)

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.patches import PatchSampler
 from ..eval import fid, samples
 from ..model.networks import Generator
-from .data import PatchSampler
 
 BEST_CHECKPOINT = "generator-best.safetensors"
 BEST_RECORD = "best.json"

@@ -27,11 +27,11 @@ from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ..data.patches import PatchSampler
 from ..eval.fid import MetricsUnavailable
 from ..model.canvas import Rect, render_batch, render_region
 from ..model.checkpoint import resolve_device, save_checkpoint
 from ..model.config import TrainConfig, preset
-from .data import PatchSampler
 from .fid_watch import BEST_CHECKPOINT, Best, FidWatch, read_best, write_best
 from .state import TrainState, load_state, new_state, save_state
 from .step import GeneratorStep, train_step

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..data.patches import PatchSampler, sample_rows, vertical_label
 from ..model import geometry
 from ..model.config import GeneratorConfig
 from ..model.coords import coord_grid
 from ..model.networks import Generator
 from . import losses
 from .augment import diff_augment, parse_policy
-from .data import PatchSampler, sample_rows, vertical_label
 from .phases import Phase, iteration_phases
 from .state import TrainState
 

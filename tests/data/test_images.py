@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from infinitygan.data.images import fit_height, write_fitted
-from infinitygan.training.data import load_image
+from infinitygan.data.patches import load_image
 
 
 def marked(w: int, h: int) -> Image.Image:

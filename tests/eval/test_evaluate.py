@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from infinitygan.data.patches import PatchSampler
 from infinitygan.eval import evaluate, fid, samples
 from infinitygan.eval.fid import PixelFeatures
 from infinitygan.model.checkpoint import save_checkpoint
-from infinitygan.training.data import PatchSampler
 from tests.conftest import nontrivial_generator, write_landscapes
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from infinitygan.data.patches import PatchSampler
 from infinitygan.eval import samples
 from infinitygan.model.canvas import Rect, render_batch, render_region
-from infinitygan.training.data import PatchSampler
 from tests.conftest import assert_close_uint8, write_landscapes
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from infinitygan.data.patches import PatchSampler
 from infinitygan.model.config import PRESETS, TrainConfig
-from infinitygan.training.data import PatchSampler
 from infinitygan.training.state import TrainState
 from infinitygan.training.step import GeneratorStep, train_step
 from tests.conftest import write_landscapes

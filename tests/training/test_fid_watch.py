@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
+from infinitygan.data.patches import PatchSampler
 from infinitygan.model.checkpoint import load_generator
-from infinitygan.training.data import PatchSampler
 from infinitygan.training.fid_watch import (
     BEST_CHECKPOINT,
     BEST_RECORD,

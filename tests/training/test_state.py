@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from infinitygan.data.patches import PatchSampler
 from infinitygan.model.config import PRESETS, TrainConfig
-from infinitygan.training.data import PatchSampler
 from infinitygan.training.phases import iteration_phases, lazy_adam
 from infinitygan.training.state import StateError, load_state, new_state, save_state
 from infinitygan.training.step import GeneratorStep, train_step

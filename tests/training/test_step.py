@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
+from infinitygan.data.patches import PatchSampler, vertical_label
 from infinitygan.model import geometry
-from infinitygan.training.data import PatchSampler, vertical_label
 from infinitygan.training.state import new_state
 from infinitygan.training.step import GeneratorStep, fake_inputs
 from tests.training.conftest import CPU, TINY, run_steps, snapshot, tiny_cfg

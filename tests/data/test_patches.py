@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from infinitygan.training.data import DataError, PatchSampler, load_folder
+from infinitygan.data.patches import DataError, PatchSampler, load_folder
 from tests.conftest import write_landscapes
 from tests.training.conftest import TINY
 

@@ -1,4 +1,5 @@
-"""Training images and patch sampling with vertical-position labels.
+"""Training images and patch sampling with vertical-position labels (training and evaluation
+draw their real patches here, so both see the same rows and labels).
 
 Each image is resized to `train_full_cells` cell rows (e.g. 128 px for `small`), keeping its
 aspect ratio (the data fetcher's rule, `infinitygan.data.images.fit_height`), and stands for the
@@ -17,8 +18,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..data.images import fit_height
 from ..model.config import GeneratorConfig
+from .images import fit_height
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
