@@ -17,6 +17,7 @@ on exit, on Ctrl-C and on SIGTERM.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -28,9 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / "checkpoints" / "training" / "small-state.safetensors"
@@ -42,14 +44,42 @@ AUGMENT = "color,translation,cutout"  # the shipped run's policy (small-config.j
 # the child: one tree's training loop, driven over stdin/stdout
 
 
-def child(threads: int, state_path: str, data: str, warmup: int) -> None:
+def float64_everywhere() -> None:
+    """Build every network, optimiser state and activation in float64, with the same random
+    numbers as a float32 run (drawn in float32, then widened): the reference both trees'
+    float32 rounding is measured against."""
+    import torch
+
+    torch.set_default_dtype(torch.float64)
+
+    def widened(draw: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def f(*args: Any, dtype: torch.dtype | None = None, **kwargs: Any) -> torch.Tensor:
+            return draw(*args, dtype=torch.float32, **kwargs).to(dtype or torch.float64)
+
+        return f
+
+    torch.randn, torch.rand, torch.randn_like = map(
+        widened, (torch.randn, torch.rand, torch.randn_like)
+    )
+
+
+MODES = ("time", "check", "check-float64")
+
+
+def child(threads: int, state_path: str, data: str, warmup: int, mode: str) -> None:
     """Resume `state_path` exactly as `train()` would (the loop's own helpers), then answer each
-    line on stdin: "run N" with the seconds N more iterations took and the last one's losses,
-    "save PATH" by writing the networks' weights there."""
+    line on stdin: "run N" with the seconds N more iterations took and their losses, "grads
+    PATH" by writing the last gradient of each network there.
+
+    The check modes freeze the weights (learning rate 0), so every phase of every iteration
+    sees the same weights in each run and differences cannot compound; Adam's first moment
+    with beta1 = 0 is then exactly the last gradient it was given."""
     import torch
     from safetensors.torch import save_file
 
     torch.set_num_threads(threads)
+    if mode == "check-float64":
+        float64_everywhere()
     import infinitygan
     from infinitygan.model.config import TrainConfig
     from infinitygan.training import loop
@@ -65,14 +95,24 @@ def child(threads: int, state_path: str, data: str, warmup: int) -> None:
     # start on a multiple of both intervals: the first warm-up iteration runs every phase
     state.step -= state.step % math.lcm(cfg.r1_every, cfg.path_every)
     sampler = PatchSampler(cfg.data, state.model.generator)
+    if mode == "check-float64":
+        sample = sampler.sample
+        sampler.sample = lambda *a, **k: dataclasses.replace(  # type: ignore[method-assign]
+            batch := sample(*a, **k), images=batch.images.double()
+        )
+    if mode != "time":
+        for opt in (state.opt_g, state.opt_d):
+            assert opt.defaults["betas"][0] == 0.0  # exp_avg is the last gradient
+            for group in opt.param_groups:
+                group["lr"] = 0.0
     g_step, d_net = loop.step_modules(state, placement)
     autocast = loop.mixed_precision(cfg, placement.device)
 
     def run(n: int) -> dict:
         t0 = time.perf_counter()
-        stats: dict[str, float] = {}
+        stats: list[dict[str, float]] = []
         for _ in range(n):
-            stats |= train_step(state, sampler, g_step, d_net, placement.device, autocast)
+            stats.append(train_step(state, sampler, g_step, d_net, placement.device, autocast))
         return {"seconds": time.perf_counter() - t0, "step": state.step, "stats": stats}
 
     run(warmup)
@@ -82,25 +122,27 @@ def child(threads: int, state_path: str, data: str, warmup: int) -> None:
         if cmd == "run":
             print(json.dumps(run(int(arg))), flush=True)
         else:
-            tensors = {
-                f"{name}.{k}": v.detach().contiguous()
-                for name in ("G", "D", "G_ema")
-                for k, v in getattr(state, name).state_dict().items()
+            grads = {
+                f"{net}.{i}": opt.state[p]["exp_avg"].contiguous()
+                for net, opt in (("G", state.opt_g), ("D", state.opt_d))
+                for i, p in enumerate(opt.param_groups[0]["params"])
             }
-            save_file(tensors, arg)
+            save_file(grads, arg)
             print(json.dumps({"saved": arg}), flush=True)
 
 
 class Tree:
     """One tree's child process."""
 
-    def __init__(self, name: str, root: Path, args: argparse.Namespace) -> None:
+    def __init__(
+        self, name: str, root: Path, args: argparse.Namespace, warmup: int, mode: str = "time"
+    ) -> None:
         self.name, self.root = name, root
         n = str(args.threads)
         env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
         cmd = [sys.executable, __file__, "--child", n, str(args.state), str(args.data)]
         self.proc = subprocess.Popen(
-            [*cmd, str(args.warmup)],
+            [*cmd, str(warmup), mode],
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -225,11 +267,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DATA, help="training photos")
     p.add_argument("--pause-pid", type=int, default=None, help="SIGSTOP this pid meanwhile")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
-    p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--check",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of timing: N iterations of both trees in float32 against the baseline in "
+        "float64, weights frozen, losses and gradients compared",
+    )
+    p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        threads, state_path, data, warmup = args.child
-        child(int(threads), state_path, data, int(warmup))
+        threads, state_path, data, warmup, mode = args.child
+        child(int(threads), state_path, data, int(warmup), mode)
         return 0
 
     rev = args.baseline or git("merge-base", "HEAD", "main")
@@ -247,76 +297,52 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"# old: {base_desc}")
     print(f"# new: {head_desc}{dirty}")
+    with exported(rev) as base_root:
+        if args.check:
+            check(args, base_root)
+            return 0
+        rows = timing(args, base_root)
+    if args.json:
+        out = {"baseline": rev, "threads": args.threads, "rounds": rows}
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def timing(args: argparse.Namespace, base_root: Path) -> list[dict]:
+    """The paired rounds (module docstring); prints the table and returns the rows."""
     print(
         f"# `small`, batch 8, augment {AUGMENT}, resumed from {args.state.name}; "
         f"{args.warmup} warm-up + {args.rounds} x {args.iters} timed iterations per tree"
     )
     print("# load average before (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     rows: list[dict] = []
-    with exported(rev) as base_root, paused(args.pause_pid):
-        trees = [Tree("old", base_root, args), Tree("new", ROOT, args)]
+    with paused(args.pause_pid):
+        trees = [Tree("old", base_root, args, args.warmup), Tree("new", ROOT, args, args.warmup)]
         try:
             for r in range(args.rounds):
                 row: dict = {"round": r + 1}
                 for tree in trees:
-                    row[tree.name] = tree.ask(f"run {args.iters}")
-                if row["old"]["step"] != row["new"]["step"]:
+                    reply = tree.ask(f"run {args.iters}")
+                    row[tree.name] = args.iters / reply["seconds"]
+                    row[f"{tree.name}_step"] = reply["step"]
+                if row["old_step"] != row["new_step"]:
                     raise RuntimeError(f"the trees drifted apart: {row}")
-                row["ratio"] = row["old"]["seconds"] / row["new"]["seconds"]
+                row["ratio"] = row["new"] / row["old"]
                 rows.append(row)
-            with tempfile.TemporaryDirectory() as tmp:
-                weights = {t.name: Path(tmp) / f"{t.name}.safetensors" for t in trees}
-                for tree in trees:
-                    tree.ask(f"save {weights[tree.name]}")
-                weight_diffs = compare_weights(weights["old"], weights["new"])
         finally:
             for tree in trees:
                 tree.close()
     load = os.getloadavg()
-    report(args, rows, weight_diffs)
-    print("\n# load average after (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*load))
-    print("# (other processes on this machine share its 2 cores: a load above ~2 inflates times)")
-    if args.json:
-        out = {"baseline": rev, "threads": args.threads, "rounds": rows, "weights": weight_diffs}
-        args.json.write_text(json.dumps(out, indent=2))
-    return 0
-
-
-def relative(a: float, b: float) -> float:
-    return abs(a - b) / max(abs(a), 1e-12)
-
-
-def compare_weights(old: Path, new: Path) -> dict[str, tuple[float, str]]:
-    """Per network: the largest max|new - old| / max|old| over its tensors, and which tensor."""
-    from safetensors.torch import load_file
-
-    a, b = load_file(old), load_file(new)
-    assert a.keys() == b.keys(), sorted(a.keys() ^ b.keys())
-    worst: dict[str, tuple[float, str]] = {}
-    for k, va in a.items():
-        vb = b[k].to(va.dtype)
-        rel = float((va - vb).abs().max() / va.abs().max().clamp_min(1e-12))
-        net = k.split(".", 1)[0]
-        if rel >= worst.get(net, (-1.0, ""))[0]:
-            worst[net] = (rel, k)
-    return worst
-
-
-def report(args: argparse.Namespace, rows: list[dict], weights: dict) -> None:
-    """The per-round table, the paired ratio and the agreement of the two trees' numbers."""
     print(f"\n## it/s, {args.iters} iterations per round, {args.threads} thread(s)\n")
-    print("| round | old it/s | new it/s | new/old | losses: max rel. diff |")
-    print("|-------|----------|----------|---------|-----------------------|")
+    print("| round | old it/s | new it/s | new/old |")
+    print("|-------|----------|----------|---------|")
     for row in rows:
-        old, new = (args.iters / row[k]["seconds"] for k in ("old", "new"))
-        stats_old, stats_new = row["old"]["stats"], row["new"]["stats"]
-        diff = max(relative(stats_old[k], stats_new[k]) for k in stats_old)
         print(
-            f"| {row['round']:5d} | {old:8.3f} | {new:8.3f} | {row['ratio']:7.3f} | {diff:21.1e} |"
+            f"| {row['round']:5d} | {row['old']:8.3f} | {row['new']:8.3f} | {row['ratio']:7.3f} |"
         )
     ratios = [row["ratio"] for row in rows]
-    old = statistics.median(args.iters / row["old"]["seconds"] for row in rows)
-    new = statistics.median(args.iters / row["new"]["seconds"] for row in rows)
+    old = statistics.median(row["old"] for row in rows)
+    new = statistics.median(row["new"] for row in rows)
     print(
         f"\nmedian: old {old:.3f} it/s ({1 / old:.2f} s/it), new {new:.3f} it/s "
         f"({1 / new:.2f} s/it)"
@@ -325,16 +351,73 @@ def report(args: argparse.Namespace, rows: list[dict], weights: dict) -> None:
         f"paired ratio new/old: median {statistics.median(ratios):.3f}, "
         f"min {min(ratios):.3f}, max {max(ratios):.3f}"
     )
-    last = rows[-1]
-    print(f"\n## the same computation: after {last['old']['step']} iterations\n")
-    print("| loss | old | new | rel. diff |")
-    print("|------|-----|-----|-----------|")
-    for k, v in last["old"]["stats"].items():
-        w = last["new"]["stats"][k]
-        print(f"| {k} | {v:.6g} | {w:.6g} | {relative(v, w):.1e} |")
-    print("\nweights: max|new - old| / max|old|, worst tensor of each network")
-    for net, (rel, name) in weights.items():
-        print(f"- {net}: {rel:.1e} ({name})")
+    print("\n# load average after (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*load))
+    print("# (other processes on this machine share its 2 cores: a load above ~2 inflates times)")
+    return rows
+
+
+def relative(a: float, ref: float) -> float:
+    return abs(a - ref) / max(abs(ref), 1e-12)
+
+
+def check(args: argparse.Namespace, base_root: Path) -> None:
+    """`--check N`: both trees in float32 and the baseline in float64 run the same N
+    iterations from the shipped state with the weights frozen (see `child`); per iteration,
+    how far each float32 run's losses and gradients are from the float64 reference.
+
+    Frozen, because rounding differences compound once weights move: an update feeds the next
+    phase, Adam divides by tiny second moments, and two float32 runs that differ only in
+    rounding (old code on 1 and 2 threads) drift apart to ~1e-2 within four iterations."""
+    import torch
+    from safetensors.torch import load_file
+
+    print(f"# --check {args.check}: float32 (old, new) against float64 (old), weights frozen")
+    names = ("ref", "old", "new")
+    trees = {
+        "ref": Tree("old float64", base_root, args, 0, "check-float64"),
+        "old": Tree("old", base_root, args, 0, "check"),
+        "new": Tree("new", ROOT, args, 0, "check"),
+    }
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(args.check):
+                stats, grads = {}, {}
+                for n in names:
+                    reply = trees[n].ask("run 1")
+                    stats[n] = reply["stats"][0]
+                    path = Path(tmp) / f"{n}.safetensors"
+                    trees[n].ask(f"grads {path}")
+                    grads[n] = load_file(path)
+                rows.append((reply["step"] - 1, stats, grads))
+    finally:
+        for tree in trees.values():
+            tree.close()
+
+    def grad_error(grads: dict, a: str, b: str, net: str) -> float:
+        keys = [k for k in grads[b] if k.startswith(net + ".")]
+        ga = torch.cat([grads[a][k].double().flatten() for k in keys])
+        gb = torch.cat([grads[b][k].double().flatten() for k in keys])
+        return float((ga - gb).norm() / gb.norm())
+
+    print("\n## losses of the first iteration (all four phases)\n")
+    print("| loss | float64 | old float32: rel. diff | new float32: rel. diff |")
+    print("|------|---------|------------------------|------------------------|")
+    first = rows[0][1]
+    for k, ref in first["ref"].items():
+        o, n = (relative(first[t][k], ref) for t in ("old", "new"))
+        print(f"| {k} | {ref:.7g} | {o:.1e} | {n:.1e} |")
+    print(
+        "\n## per iteration: largest relative loss difference, and ||g - g_ref|| / ||g_ref|| "
+        "of the gradient of each network's last phase (R1 / path length when due)\n"
+    )
+    print("| step | losses old | losses new | D grad old | D grad new | G grad old | G grad new |")
+    print("|------|------------|------------|------------|------------|------------|------------|")
+    for step, stats, grads in rows:
+        cols = [max(relative(stats[t][k], v) for k, v in stats["ref"].items()) for t in names[1:]]
+        for net in ("D", "G"):
+            cols += [grad_error(grads, t, "ref", net) for t in names[1:]]
+        print(f"| {step} | " + " | ".join(f"{c:.1e}" for c in cols) + " |")
 
 
 if __name__ == "__main__":
