@@ -47,7 +47,8 @@ class EqualLinear(nn.Module):
 
 
 class EqualConv2d(nn.Module):
-    """Plain equalised conv (discriminator)."""
+    """Plain equalised conv (discriminator). `gain` multiplies the run-time weight scale: a
+    constant factor on the output folded into the conv instead of a pass over its result."""
 
     def __init__(
         self,
@@ -57,17 +58,23 @@ class EqualConv2d(nn.Module):
         stride: int = 1,
         padding: int = 0,
         bias: bool = True,
+        gain: float = 1.0,
     ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
-        self.scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
+        self.scale = gain / math.sqrt(in_ch * kernel * kernel)
         self.stride = stride
         self.padding = padding
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """`bias` (for a conv built without one) is added by the conv itself, in the same pass."""
         return F.conv2d(
-            x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding
+            x,
+            self.weight * self.scale,
+            self.bias if bias is None else bias,
+            stride=self.stride,
+            padding=self.padding,
         )
 
 
