@@ -32,7 +32,7 @@ from .ops import (
     SQRT2,
     EqualConv2d,
     EqualLinear,
-    blur_kernel,
+    blur,
     center_crop,
     fused_lrelu,
     modulated_conv2d,
@@ -298,8 +298,7 @@ class Blur(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = blur_kernel([1, 3, 3, 1], 1.0, x.shape[1], x.device, x.dtype)
-        return F.conv2d(x, k, stride=self.stride, padding=self.pad, groups=x.shape[1])
+        return blur(x, (1, 3, 3, 1), 1.0, stride=self.stride, padding=self.pad)
 
 
 class ConvAct(nn.Module):

@@ -8,7 +8,9 @@ its [1,2,1] blur, and the bilinear RGB skip upsampler.
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -78,11 +80,99 @@ class EqualConv2d(nn.Module):
         )
 
 
-def blur_kernel(taps: list[float], gain: float, channels: int, device, dtype) -> torch.Tensor:
-    k = torch.tensor(taps, device=device, dtype=dtype)
-    k2 = torch.outer(k, k)
-    k2 = k2 / k2.sum() * gain
-    return k2.expand(channels, 1, *k2.shape).contiguous()
+@functools.lru_cache(maxsize=64)
+def blur_kernel(
+    taps: tuple[float, ...], gain: float, channels: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """The depthwise weight [channels, 1, k, k] of the separable blur `taps` x `taps`, summing to
+    `gain`. Cached: it is a constant, built once per shape instead of in every forward (never
+    modify the returned tensor). Built as an ordinary tensor even when first asked for under
+    inference mode (the renderer), so training can still save it for backward."""
+    with torch.inference_mode(False), torch.no_grad():
+        k = torch.tensor(taps, device=device, dtype=dtype)
+        k2 = torch.outer(k, k)
+        k2 = k2 / k2.sum() * gain
+        return k2.expand(channels, 1, *k2.shape).contiguous()
+
+
+class _Blur(torch.autograd.Function):
+    """conv2d of x with a constant depthwise kernel (plus an optional bias), differentiable any
+    number of times without ever differentiating with respect to the kernel: its gradient is
+    the transposed blur (`_BlurT`), whose gradient is this blur again.
+
+    R1 and path length back-propagate through every blur twice, and PyTorch's own conv double
+    backward computes the kernel's gradient there although nothing asks for it, one channel
+    group at a time: 64-128 tiny convs per blur, a fifth of the R1 phase on CPU."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        kernel: torch.Tensor,
+        bias: torch.Tensor | None,
+        stride: int,
+        padding: int,
+    ) -> torch.Tensor:
+        ctx.kernel, ctx.stride, ctx.padding, ctx.size = kernel, stride, padding, x.shape[2:]
+        return F.conv2d(x, kernel, bias, stride=stride, padding=padding, groups=x.shape[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        gx = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = _BlurT.apply(grad, ctx.kernel, ctx.stride, ctx.padding, ctx.size)
+        if ctx.needs_input_grad[2]:
+            gb = grad.sum(dim=(0, 2, 3))
+        return gx, None, gb, None, None
+
+
+class _BlurT(torch.autograd.Function):
+    """The adjoint of `_Blur` (its input gradient): the transposed depthwise conv back to the
+    blur's input size `size`. Its own gradient is the blur."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        grad: torch.Tensor,
+        kernel: torch.Tensor,
+        stride: int,
+        padding: int,
+        size: torch.Size,
+    ) -> torch.Tensor:
+        ctx.kernel, ctx.stride, ctx.padding = kernel, stride, padding
+        k = kernel.shape[-1]
+        out_pad = [
+            n + 2 * padding - k - (g - 1) * stride
+            for n, g in zip(size, grad.shape[2:], strict=True)
+        ]
+        return F.conv_transpose2d(
+            grad,
+            kernel.to(grad.dtype),
+            stride=stride,
+            padding=padding,
+            output_padding=out_pad,
+            groups=grad.shape[1],
+        )
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        kernel = ctx.kernel.to(grad.dtype)
+        return _Blur.apply(grad, kernel, None, ctx.stride, ctx.padding), None, None, None, None
+
+
+def blur(
+    x: torch.Tensor,
+    taps: tuple[float, ...],
+    gain: float,
+    stride: int = 1,
+    padding: int = 0,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Depthwise separable blur `taps` x `taps` (summing to `gain`) of every channel, zero-padded
+    by `padding` on each side, sampled every `stride`-th output, plus `bias`. The values of the
+    plain grouped conv2d; the gradients without the kernel's (see `_Blur`)."""
+    k = blur_kernel(taps, gain, x.shape[1], x.device, x.dtype)
+    return _Blur.apply(x, k, bias, stride, padding)
 
 
 def _polyphase_up(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -129,9 +219,8 @@ def up_conv2d(
         y = _polyphase_up(x, weight)
     else:
         raise ValueError(f"unknown up_conv2d impl {impl!r}")
-    k = blur_kernel([1, 2, 1], 4.0, y.shape[1], y.device, y.dtype)
     # blurring the junk last row/column of the polyphase buffer only adds outputs we drop
-    return F.conv2d(y, k, bias, groups=y.shape[1])[:, :, : 2 * h - 3, : 2 * w - 3]
+    return blur(y, (1, 2, 1), 4.0, bias=bias)[:, :, : 2 * h - 3, : 2 * w - 3]
 
 
 def modulated_conv2d(

@@ -1,10 +1,12 @@
 """Every fast op is checked against a plain reference that computes the same thing the obvious
 way: the polyphase up-conv against the literal transposed convolution, activation modulation
-against per-sample weight modulation, the RGB skip upsampler against bilinear interpolation."""
+against per-sample weight modulation, the RGB skip upsampler against bilinear interpolation,
+the blur's own double backward against the grouped conv's."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -116,3 +118,47 @@ def test_equalized_layers_scale_at_run_time() -> None:
     x = torch.randn(1, 3, 6, 6)
     expect = F.conv2d(x, conv.weight / math.sqrt(27), conv.bias, padding=1)
     torch.testing.assert_close(conv(x), expect)
+
+
+def test_cached_blur_kernel_from_inference_mode_still_trains() -> None:
+    """The renderer (inference mode) may build a blur kernel first; the same cached constant
+    then serves training, whose convs save it for backward."""
+    with torch.inference_mode():
+        k = ops.blur_kernel((1, 2, 1), 4.0, 7, torch.device("cpu"), torch.float32)
+    assert not k.is_inference() and not k.requires_grad
+    assert ops.blur_kernel((1, 2, 1), 4.0, 7, torch.device("cpu"), torch.float32) is k
+    torch.testing.assert_close(k.sum((1, 2, 3)), torch.full((7,), 4.0))
+    x = torch.randn(1, 7, 6, 6, requires_grad=True)
+    F.conv2d(x, k, groups=7).sum().backward()
+    assert x.grad is not None
+
+
+@pytest.mark.parametrize(
+    ("taps", "stride", "padding"), [((1, 3, 3, 1), 1, 2), ((1, 3, 3, 1), 2, 1), ((1, 2, 1), 1, 0)]
+)
+def test_blur_is_the_grouped_conv_and_differentiates_twice(
+    taps: tuple[float, ...], stride: int, padding: int
+) -> None:
+    """Same values and first and second derivatives as the plain depthwise conv2d (the R1 and
+    path-length double backward), in float64 so gradcheck's finite differences are exact."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 9, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    k = ops.blur_kernel(taps, 4.0, 3, x.device, x.dtype)
+    expect = F.conv2d(x, k, bias, stride=stride, padding=padding, groups=3)
+    out = ops.blur(x, taps, 4.0, stride=stride, padding=padding, bias=bias)
+    assert torch.equal(out, expect)
+
+    def fn(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return ops.blur(x, taps, 4.0, stride=stride, padding=padding, bias=bias)
+
+    assert torch.autograd.gradcheck(fn, (x, bias))
+    assert torch.autograd.gradgradcheck(fn, (x, bias))
+
+    # the R1 pattern: ||d out / d x||^2, differentiated again, against the plain conv
+    def r1_grads(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple:
+        (gx,) = torch.autograd.grad((f(x, bias) ** 2).sum(), x, create_graph=True)
+        return gx, *torch.autograd.grad(gx.square().sum(), (x, bias))
+
+    plain = r1_grads(lambda x, b: F.conv2d(x, k, b, stride=stride, padding=padding, groups=3))
+    torch.testing.assert_close(r1_grads(fn), plain)
