@@ -19,11 +19,6 @@ from torch import nn
 SQRT2 = math.sqrt(2.0)
 
 
-def fused_lrelu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """lrelu(x + b, 0.2) * sqrt(2), the StyleGAN2 activation (gain keeps the variance)."""
-    return F.leaky_relu(x + bias.view(1, -1, 1, 1), 0.2) * SQRT2
-
-
 class EqualLinear(nn.Module):
     def __init__(
         self,
@@ -229,21 +224,29 @@ def modulated_conv2d(
     styles: torch.Tensor,
     demodulate: bool = True,
     up: bool = False,
+    bias: torch.Tensor | None = None,
+    gain: float = 1.0,
     eps: float = 1e-8,
 ) -> torch.Tensor:
     """StyleGAN2 modulated conv, valid padding. x [B, I, H, W], weight [O, I, k, k], styles [B, I].
 
     Modulating the activations (x * s) and demodulating the outputs is algebraically the same as
     scaling per-sample weights, but keeps one shared weight, so a batch is a single conv.
+    Returns gain * (out + bias): the constant gain and the bias [O] ride along in the pass that
+    demodulates (without demodulation, in the conv itself) instead of passes of their own.
     """
     out = x * styles[:, :, None, None].to(x.dtype)
+    if not demodulate:
+        weight = weight * gain
+        bias = None if bias is None else bias * gain
+        return up_conv2d(out, weight, bias) if up else F.conv2d(out, weight, bias)
     out = up_conv2d(out, weight) if up else F.conv2d(out, weight)
-    if demodulate:
-        # d[b, o] = rsqrt(sum_{i,k} (w[o,i,k] * s[b,i])^2)
-        wsq = weight.square().sum(dim=(2, 3))  # [O, I]
-        demod = torch.rsqrt(styles.square() @ wsq.t() + eps)  # [B, O]
-        out = out * demod[:, :, None, None].to(out.dtype)
-    return out
+    # d[b, o] = rsqrt(sum_{i,k} (w[o,i,k] * s[b,i])^2)
+    wsq = weight.square().sum(dim=(2, 3))  # [O, I]
+    demod = (torch.rsqrt(styles.square() @ wsq.t() + eps) * gain)[:, :, None, None].to(out.dtype)
+    if bias is None:
+        return out * demod
+    return torch.addcmul((bias * gain).view(1, -1, 1, 1).to(out.dtype), out, demod)
 
 
 def modulated_weight(
