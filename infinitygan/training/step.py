@@ -70,12 +70,13 @@ def fake_inputs(
         mix_index = int(torch.randint(1, cfg.n_styles, (1,), generator=gen))
     z_local = torch.randn(batch, cfg.z_local_dim, n, n)
     labels = vertical_label(rows, cfg).repeat_interleave(2)
+    cl = torch.channels_last  # the generator's fast layout, as the canvas renderer feeds it
     return FakeInputs(
         z_global.to(device),
         z_mix.to(device),
         mix_index,
-        z_local.to(device),
-        coords.to(device),
+        z_local.to(device).contiguous(memory_format=cl),
+        coords.to(device).contiguous(memory_format=cl),
         labels.to(device),
     )
 
