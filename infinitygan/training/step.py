@@ -113,8 +113,9 @@ def ema_beta(state: TrainState) -> float:
 
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, beta: float) -> None:
-    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-        p_ema.lerp_(p.detach(), 1.0 - beta)
+    ema_params, params = list(ema.parameters()), list(model.parameters())
+    assert len(ema_params) == len(params)
+    torch._foreach_lerp_(ema_params, params, 1.0 - beta)  # one call, not one per parameter
 
 
 @dataclass
