@@ -1,7 +1,7 @@
 """Every fast op is checked against a plain reference that computes the same thing the obvious
-way: the polyphase up-conv against the literal transposed convolution, activation modulation
-against per-sample weight modulation, the RGB skip upsampler against bilinear interpolation,
-the blur's own double backward against the grouped conv's."""
+way: the polyphase up-conv against the literal transposed convolution (itself spelled out),
+activation modulation against per-sample weight modulation, the RGB skip upsampler against
+bilinear interpolation, the blur's own double backward against the grouped conv's."""
 
 from __future__ import annotations
 
@@ -28,14 +28,14 @@ def _inputs(
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("shape", [(1, 3, 5, 4, 4), (2, 8, 6, 7, 5), (3, 16, 16, 9, 12)])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_polyphase_up_conv_equals_reference(
+def test_polyphase_up_conv_equals_transposed(
     memory_format: torch.memory_format, shape: tuple[int, ...], with_bias: bool
 ) -> None:
     b, i, o, h, w = shape
     x64, w64, bias64 = _inputs(b, i, o, h, w, torch.float64)
     bias = bias64 if with_bias else None
     x64 = x64.contiguous(memory_format=memory_format)
-    ref = ops.up_conv2d(x64, w64, bias, impl="reference")
+    ref = ops.up_conv2d(x64, w64, bias, impl="transposed")
     fast = ops.up_conv2d(x64, w64, bias, impl="polyphase")
     assert ref.shape == fast.shape == (b, o, 2 * h - 3, 2 * w - 3)
     torch.testing.assert_close(fast, ref, rtol=0, atol=1e-10)
@@ -46,9 +46,9 @@ def test_polyphase_up_conv_equals_reference(
     torch.testing.assert_close(fast32, ref.float(), rtol=1e-5, atol=1e-4)
 
 
-def test_reference_up_conv_is_the_aligned_chain() -> None:
-    """The reference itself, spelled out: zero-stuff, 3x3 full conv with the unflipped kernel,
-    crop 1, [1,2,1]x[1,2,1]/16*4 blur valid."""
+def test_transposed_up_conv_is_the_aligned_chain() -> None:
+    """The transposed kernel (the reference) spelled out: zero-stuff, 3x3 full conv with the
+    unflipped kernel, crop 1, [1,2,1]x[1,2,1]/16*4 blur valid."""
     x, w, _ = _inputs(1, 2, 3, 5, 6, torch.float64, seed=3)
     h, wd = x.shape[2:]
     stuffed = torch.zeros(1, 2, 2 * h - 1, 2 * wd - 1, dtype=x.dtype)
@@ -57,7 +57,7 @@ def test_reference_up_conv_is_the_aligned_chain() -> None:
     k = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype)
     k2 = (torch.outer(k, k) / 16 * 4).expand(3, 1, 3, 3)
     expect = F.conv2d(full[:, :, 1:-1, 1:-1], k2, groups=3)
-    torch.testing.assert_close(ops.up_conv2d(x, w, impl="reference"), expect)
+    torch.testing.assert_close(ops.up_conv2d(x, w, impl="transposed"), expect)
 
 
 def test_up_conv_rejects_unknown_impl() -> None:
