@@ -85,6 +85,16 @@ def _optimizer_state(prefix: str, meta: dict, tensors: dict) -> dict[str, Any]:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _load_optimizer(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """load_state_dict takes every group setting from the file, the kernel choice too: a state
+    saved by an older version would switch the fused Adam back to its per-op loop. The run's
+    hyperparameters come from the file; how they are computed stays this code's."""
+    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in opt.param_groups]
+    opt.load_state_dict(saved)
+    for group, chosen in zip(opt.param_groups, kernels, strict=True):
+        group.update(chosen)
+
+
 def save_state(state: TrainState, path: Path) -> None:
     tensors: dict[str, torch.Tensor] = {}
     for name in ("G", "D", "G_ema"):
@@ -131,8 +141,9 @@ def load_state(path: Path, cfg: TrainConfig, device: torch.device) -> TrainState
             prefix = f"{name}."
             sd = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             getattr(state, name).load_state_dict(sd)
-        state.opt_g.load_state_dict(_optimizer_state("opt_g", json.loads(meta["opt_g"]), tensors))
-        state.opt_d.load_state_dict(_optimizer_state("opt_d", json.loads(meta["opt_d"]), tensors))
+        for name in ("opt_g", "opt_d"):
+            saved = _optimizer_state(name, json.loads(meta[name]), tensors)
+            _load_optimizer(getattr(state, name), saved)
     except (RuntimeError, KeyError, ValueError) as e:
         raise StateError(f"{path}: training state does not match the model: {e}") from e
     torch.set_rng_state(tensors["rng.torch"])
