@@ -10,6 +10,14 @@ cycles: one R1 and four path-length steps each. A process waits, idle, while the
 measures, so the two never compete for the cores; the per-round ratio new/old pairs rounds
 taken moments apart, which is what stays meaningful on a shared, possibly throttled CPU.
 
+The "new" tree is this working tree, uncommitted changes included (`--baseline HEAD` measures
+what an uncommitted change gives), or the revision `--new` names (`--baseline C~ --new C`
+measures what commit C gave).
+
+`--check N` times nothing: it runs N iterations of both trees in float32 and of the baseline in
+float64 with the weights frozen and prints how far each float32 run's losses and gradients are
+from the float64 ones (see `check`), the evidence that the new code computes the same thing.
+
 Pass `--pause-pid PID` (the background trainer) to SIGSTOP it while measuring; it is resumed
 on exit, on Ctrl-C and on SIGTERM.
 """
@@ -30,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="git revision to compare against (default: git merge-base HEAD main)",
     )
+    p.add_argument(
+        "--new",
+        default=None,
+        help="git revision to measure (default: this working tree, uncommitted changes included)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads in both children")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds per tree (A B A B ...)")
     p.add_argument("--iters", type=int, default=16, help="timed iterations per round")
@@ -284,10 +297,13 @@ def main(argv: list[str] | None = None) -> int:
 
     rev = args.baseline or git("merge-base", "HEAD", "main")
     base_desc = git("log", "-1", "--format=%h %s", rev)
-    head_desc = git("log", "-1", "--format=%h %s", "HEAD")
-    dirty = (
-        " (+ uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
-    )
+    if args.new:
+        new_desc = git("log", "-1", "--format=%h %s", args.new)
+    else:
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        new_desc = git("log", "-1", "--format=%h %s", "HEAD") + (
+            " (+ uncommitted changes)" if dirty else ""
+        )
     import torch
 
     print("# bench_train_step")
@@ -296,19 +312,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.threads} threads, python {platform.python_version()}"
     )
     print(f"# old: {base_desc}")
-    print(f"# new: {head_desc}{dirty}")
-    with exported(rev) as base_root:
+    print(f"# new: {new_desc}")
+    with exported(rev) as base_root, ExitStack() as stack:
+        new_root = stack.enter_context(exported(args.new)) if args.new else ROOT
         if args.check:
-            check(args, base_root)
+            check(args, base_root, new_root)
             return 0
-        rows = timing(args, base_root)
+        rows = timing(args, base_root, new_root)
     if args.json:
         out = {"baseline": rev, "threads": args.threads, "rounds": rows}
         args.json.write_text(json.dumps(out, indent=2))
     return 0
 
 
-def timing(args: argparse.Namespace, base_root: Path) -> list[dict]:
+def timing(args: argparse.Namespace, base_root: Path, new_root: Path) -> list[dict]:
     """The paired rounds (module docstring); prints the table and returns the rows."""
     print(
         f"# `small`, batch 8, augment {AUGMENT}, resumed from {args.state.name}; "
@@ -317,7 +334,10 @@ def timing(args: argparse.Namespace, base_root: Path) -> list[dict]:
     print("# load average before (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     rows: list[dict] = []
     with paused(args.pause_pid):
-        trees = [Tree("old", base_root, args, args.warmup), Tree("new", ROOT, args, args.warmup)]
+        trees = [
+            Tree("old", base_root, args, args.warmup),
+            Tree("new", new_root, args, args.warmup),
+        ]
         try:
             for r in range(args.rounds):
                 row: dict = {"round": r + 1}
@@ -360,7 +380,7 @@ def relative(a: float, ref: float) -> float:
     return abs(a - ref) / max(abs(ref), 1e-12)
 
 
-def check(args: argparse.Namespace, base_root: Path) -> None:
+def check(args: argparse.Namespace, base_root: Path, new_root: Path) -> None:
     """`--check N`: both trees in float32 and the baseline in float64 run the same N
     iterations from the shipped state with the weights frozen (see `child`); per iteration,
     how far each float32 run's losses and gradients are from the float64 reference.
@@ -376,7 +396,7 @@ def check(args: argparse.Namespace, base_root: Path) -> None:
     trees = {
         "ref": Tree("old float64", base_root, args, 0, "check-float64"),
         "old": Tree("old", base_root, args, 0, "check"),
-        "new": Tree("new", ROOT, args, 0, "check"),
+        "new": Tree("new", new_root, args, 0, "check"),
     }
     rows = []
     try:
