@@ -213,13 +213,18 @@ def up_conv2d(
     """
     h, w = x.shape[2], x.shape[3]
     if impl == "transposed":
-        y = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)[:, :, 1:-1, 1:-1]
+        y = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)  # 2H+1
+        # a valid blur commutes with cropping: crop its output instead of its input, which
+        # spares the blur a copy of a sliced input (and its gradient a zero-padded one)
+        crop = 1
     elif impl == "polyphase":
-        y = _polyphase_up(x, weight)
+        y = _polyphase_up(x, weight)  # already cropped, plus a junk last row/column
+        crop = 0
     else:
         raise ValueError(f"unknown up_conv2d impl {impl!r}")
-    # blurring the junk last row/column of the polyphase buffer only adds outputs we drop
-    return blur(y, (1, 2, 1), 4.0, bias=bias)[:, :, : 2 * h - 3, : 2 * w - 3]
+    # blurring the junk of the polyphase buffer only adds outputs we drop
+    out = blur(y, (1, 2, 1), 4.0, bias=bias)
+    return out[:, :, crop : crop + 2 * h - 3, crop : crop + 2 * w - 3]
 
 
 def modulated_conv2d(
