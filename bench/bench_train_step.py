@@ -98,6 +98,8 @@ def child(threads: int, state_path: str, data: str, warmup: int, mode: str) -> N
     cfg = TrainConfig(
         preset="small", data=data, batch=8, augment=AUGMENT, device="cpu", run_dir=""
     ).resolved()
+    # train()'s process setup, where the tree has one
+    getattr(loop, "keep_freed_memory", lambda: None)()
     placement = loop.Placement(0, 1, torch.device("cpu"))
     state = load_state(Path(state_path), cfg, placement.device)
     # start on a multiple of both intervals: the first warm-up iteration runs every phase
