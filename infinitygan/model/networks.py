@@ -32,9 +32,8 @@ from .ops import (
     SQRT2,
     EqualConv2d,
     EqualLinear,
-    blur_kernel,
+    blur,
     center_crop,
-    fused_lrelu,
     modulated_conv2d,
     modulated_weight,
     up_conv2d,
@@ -95,14 +94,24 @@ class StyledConv(nn.Module):
     ) -> torch.Tensor:
         if _is_fused(impl, x):
             return self._forward_fused(x, style, noise)
-        out = modulated_conv2d(x, self.weight * self.scale, self.modulation(style), up=self.up)
+        # lrelu(demodulated + noise + bias) * sqrt2 (StyleGAN2's activation), computed as
+        # lrelu(sqrt2 * (...)) (lrelu is positively homogeneous): gain and bias ride in the
+        # demodulation pass, noise and lrelu go in place, three passes fewer
+        out = modulated_conv2d(
+            x,
+            self.weight * self.scale,
+            self.modulation(style),
+            up=self.up,
+            bias=self.bias,
+            gain=SQRT2,
+        )
         if self.noise_strength is not None:
             if noise is None:
                 noise = torch.randn(
                     out.shape[0], 1, out.shape[2], out.shape[3], device=out.device, dtype=out.dtype
                 )
-            out = out + self.noise_strength * noise
-        return fused_lrelu(out, self.bias)
+            out.addcmul_(noise.to(out.dtype), (self.noise_strength * SQRT2).to(out.dtype))
+        return F.leaky_relu(out, 0.2, inplace=True)
 
     def _forward_fused(
         self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None
@@ -134,10 +143,9 @@ class ToRGB(nn.Module):
         if _is_fused(impl, x):
             w = modulated_weight(self.weight * self.scale, self.modulation(style)[0], False)
             return F.conv2d(x, w, self.bias)
-        out = modulated_conv2d(
-            x, self.weight * self.scale, self.modulation(style), demodulate=False
+        return modulated_conv2d(
+            x, self.weight * self.scale, self.modulation(style), demodulate=False, bias=self.bias
         )
-        return out + self.bias.view(1, 3, 1, 1)
 
 
 class StructureSynthesizer(nn.Module):
@@ -288,43 +296,63 @@ class Generator(nn.Module):
 
 
 class Blur(nn.Module):
-    def __init__(self, pad: tuple[int, int]) -> None:
+    """[1,3,3,1] x [1,3,3,1] depthwise blur, zero-padded by `pad` on every side by the conv
+    itself (no padded copy). `stride` 2 computes only the outputs a following stride-2 1x1 conv
+    reads: the same values, a quarter of the work."""
+
+    def __init__(self, pad: int, stride: int = 1) -> None:
         super().__init__()
         self.pad = pad
+        self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = blur_kernel([1, 3, 3, 1], 1.0, x.shape[1], x.device, x.dtype)
-        x = F.pad(x, (self.pad[0], self.pad[1], self.pad[0], self.pad[1]))
-        return F.conv2d(x, k, groups=x.shape[1])
+        return blur(x, (1, 3, 3, 1), 1.0, stride=self.stride, padding=self.pad)
 
 
 class ConvAct(nn.Module):
-    """Equalised conv (+ blur before a stride-2 conv) + fused lrelu, as in StyleGAN2's D."""
+    """Equalised conv (+ blur before a stride-2 conv) + lrelu, as in StyleGAN2's D.
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, down: bool = False) -> None:
+    The output is lrelu(conv(x) + b) * gain (StyleGAN2's activation gain is sqrt(2)); since
+    lrelu(a) * g = lrelu(g * a) for g > 0, the gain is folded into the conv's weight and bias
+    and the conv adds the bias itself: one conv and one in-place lrelu, no other pass."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, down: bool = False, gain: float = SQRT2
+    ) -> None:
         super().__init__()
         if down:
             p = (4 - 2) + (kernel - 1)
-            self.blur: nn.Module = Blur(((p + 1) // 2, p // 2))
-            self.conv = EqualConv2d(in_ch, out_ch, kernel, stride=2, bias=False)
+            if p % 2:
+                raise ValueError(f"a down-sampling ConvAct needs an odd kernel, got {kernel}")
+            self.blur: nn.Module = Blur(p // 2)
+            self.conv = EqualConv2d(in_ch, out_ch, kernel, stride=2, bias=False, gain=gain)
         else:
             self.blur = nn.Identity()
-            self.conv = EqualConv2d(in_ch, out_ch, kernel, padding=kernel // 2, bias=False)
+            self.conv = EqualConv2d(
+                in_ch, out_ch, kernel, padding=kernel // 2, bias=False, gain=gain
+            )
         self.bias = nn.Parameter(torch.zeros(out_ch))
+        self.gain = gain
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_lrelu(self.conv(self.blur(x)), self.bias)
+        return F.leaky_relu(self.conv(self.blur(x), self.bias * self.gain), 0.2, inplace=True)
 
 
 class ResBlock(nn.Module):
+    """(conv2(conv1(x)) + skip(x)) / sqrt(2), the 1/sqrt(2) folded into both branches' weights:
+    conv2's activation gain becomes sqrt(2) / sqrt(2) = 1 and the skip conv's gain 1/sqrt(2)."""
+
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
         self.conv1 = ConvAct(in_ch, in_ch, 3)
-        self.conv2 = ConvAct(in_ch, out_ch, 3, down=True)
-        self.skip = nn.Sequential(Blur((1, 1)), EqualConv2d(in_ch, out_ch, 1, stride=2, bias=False))
+        self.conv2 = ConvAct(in_ch, out_ch, 3, down=True, gain=1.0)
+        self.skip = nn.Sequential(
+            Blur(1, stride=2), EqualConv2d(in_ch, out_ch, 1, bias=False, gain=1 / SQRT2)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2.0)
+        # the skip conv's output is not saved for its backward: the sum may overwrite it
+        return self.skip(x).add_(self.conv2(self.conv1(x)))
 
 
 def discriminator_final_size(patch: int, n_blocks: int) -> int:
@@ -357,7 +385,8 @@ class Discriminator(nn.Module):
         )
 
     def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.blocks(self.from_rgb(img))
+        # channels_last throughout: oneDNN's native layout, no reorders around each conv
+        x = self.blocks(self.from_rgb(img.contiguous(memory_format=torch.channels_last)))
         b, c, h, w = x.shape
         group = math.gcd(b, self.stddev_group)
         y = x.view(group, -1, c, h, w)

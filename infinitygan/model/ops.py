@@ -8,18 +8,15 @@ its [1,2,1] blur, and the bilinear RGB skip upsampler.
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 SQRT2 = math.sqrt(2.0)
-
-
-def fused_lrelu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """lrelu(x + b, 0.2) * sqrt(2), the StyleGAN2 activation (gain keeps the variance)."""
-    return F.leaky_relu(x + bias.view(1, -1, 1, 1), 0.2) * SQRT2
 
 
 class EqualLinear(nn.Module):
@@ -47,7 +44,8 @@ class EqualLinear(nn.Module):
 
 
 class EqualConv2d(nn.Module):
-    """Plain equalised conv (discriminator)."""
+    """Plain equalised conv (discriminator). `gain` multiplies the run-time weight scale: a
+    constant factor on the output folded into the conv instead of a pass over its result."""
 
     def __init__(
         self,
@@ -57,25 +55,119 @@ class EqualConv2d(nn.Module):
         stride: int = 1,
         padding: int = 0,
         bias: bool = True,
+        gain: float = 1.0,
     ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
-        self.scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
+        self.scale = gain / math.sqrt(in_ch * kernel * kernel)
         self.stride = stride
         self.padding = padding
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """`bias` (for a conv built without one) is added by the conv itself, in the same pass."""
         return F.conv2d(
-            x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding
+            x,
+            self.weight * self.scale,
+            self.bias if bias is None else bias,
+            stride=self.stride,
+            padding=self.padding,
         )
 
 
-def blur_kernel(taps: list[float], gain: float, channels: int, device, dtype) -> torch.Tensor:
-    k = torch.tensor(taps, device=device, dtype=dtype)
-    k2 = torch.outer(k, k)
-    k2 = k2 / k2.sum() * gain
-    return k2.expand(channels, 1, *k2.shape).contiguous()
+@functools.lru_cache(maxsize=64)
+def blur_kernel(
+    taps: tuple[float, ...], gain: float, channels: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """The depthwise weight [channels, 1, k, k] of the separable blur `taps` x `taps`, summing to
+    `gain`. Cached: it is a constant, built once per shape instead of in every forward (never
+    modify the returned tensor). Built as an ordinary tensor even when first asked for under
+    inference mode (the renderer), so training can still save it for backward."""
+    with torch.inference_mode(False), torch.no_grad():
+        k = torch.tensor(taps, device=device, dtype=dtype)
+        k2 = torch.outer(k, k)
+        k2 = k2 / k2.sum() * gain
+        return k2.expand(channels, 1, *k2.shape).contiguous()
+
+
+class _Blur(torch.autograd.Function):
+    """conv2d of x with a constant depthwise kernel (plus an optional bias), differentiable any
+    number of times without ever differentiating with respect to the kernel: its gradient is
+    the transposed blur (`_BlurT`), whose gradient is this blur again.
+
+    R1 and path length back-propagate through every blur twice, and PyTorch's own conv double
+    backward computes the kernel's gradient there although nothing asks for it, one channel
+    group at a time: 64-128 tiny convs per blur, a fifth of the R1 phase on CPU."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        kernel: torch.Tensor,
+        bias: torch.Tensor | None,
+        stride: int,
+        padding: int,
+    ) -> torch.Tensor:
+        ctx.kernel, ctx.stride, ctx.padding, ctx.size = kernel, stride, padding, x.shape[2:]
+        return F.conv2d(x, kernel, bias, stride=stride, padding=padding, groups=x.shape[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        gx = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = _BlurT.apply(grad, ctx.kernel, ctx.stride, ctx.padding, ctx.size)
+        if ctx.needs_input_grad[2]:
+            gb = grad.sum(dim=(0, 2, 3))
+        return gx, None, gb, None, None
+
+
+class _BlurT(torch.autograd.Function):
+    """The adjoint of `_Blur` (its input gradient): the transposed depthwise conv back to the
+    blur's input size `size`. Its own gradient is the blur."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        grad: torch.Tensor,
+        kernel: torch.Tensor,
+        stride: int,
+        padding: int,
+        size: torch.Size,
+    ) -> torch.Tensor:
+        ctx.kernel, ctx.stride, ctx.padding = kernel, stride, padding
+        k = kernel.shape[-1]
+        out_pad = [
+            n + 2 * padding - k - (g - 1) * stride
+            for n, g in zip(size, grad.shape[2:], strict=True)
+        ]
+        return F.conv_transpose2d(
+            grad,
+            kernel.to(grad.dtype),
+            stride=stride,
+            padding=padding,
+            output_padding=out_pad,
+            groups=grad.shape[1],
+        )
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        kernel = ctx.kernel.to(grad.dtype)
+        return _Blur.apply(grad, kernel, None, ctx.stride, ctx.padding), None, None, None, None
+
+
+def blur(
+    x: torch.Tensor,
+    taps: tuple[float, ...],
+    gain: float,
+    stride: int = 1,
+    padding: int = 0,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Depthwise separable blur `taps` x `taps` (summing to `gain`) of every channel, zero-padded
+    by `padding` on each side, sampled every `stride`-th output, plus `bias`. The values of the
+    plain grouped conv2d; the gradients without the kernel's (see `_Blur`)."""
+    k = blur_kernel(taps, gain, x.shape[1], x.device, x.dtype)
+    return _Blur.apply(x, k, bias, stride, padding)
 
 
 def _polyphase_up(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -111,20 +203,28 @@ def up_conv2d(
 ) -> torch.Tensor:
     """Aligned padding-free up-conv: H -> transposed 3x3 s2 (2H+1) -> crop 1 (2H-1) -> blur (2H-3).
 
-    `impl="reference"` is the literal transposed convolution; `"polyphase"` (default) computes
-    the same values with four small convs, 1.3-3x faster on CPU in channels_last. A bias is
-    added after the blur (whose gain is 4, as in StyleGAN2's upfirdn up-sampling).
+    `impl="transposed"` is the literal transposed convolution; `"polyphase"` (default) computes
+    the same values with four small convs, 1.3-3x faster on CPU in channels_last for inference
+    on one sample. For a training batch it is the other way round: at batch 8 with backward,
+    oneDNN's transposed conv takes 0.6-0.85x the polyphase time (the four phase convs, the
+    interleaving copies and their gradients cost more than the zero-stuffed taps it skips), so
+    the batched modulated conv asks for it. A bias is added after the blur (whose gain is 4,
+    as in StyleGAN2's upfirdn up-sampling).
     """
     h, w = x.shape[2], x.shape[3]
-    if impl == "reference":
-        y = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)[:, :, 1:-1, 1:-1]
+    if impl == "transposed":
+        y = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)  # 2H+1
+        # a valid blur commutes with cropping: crop its output instead of its input, which
+        # spares the blur a copy of a sliced input (and its gradient a zero-padded one)
+        crop = 1
     elif impl == "polyphase":
-        y = _polyphase_up(x, weight)
+        y = _polyphase_up(x, weight)  # already cropped, plus a junk last row/column
+        crop = 0
     else:
         raise ValueError(f"unknown up_conv2d impl {impl!r}")
-    k = blur_kernel([1, 2, 1], 4.0, y.shape[1], y.device, y.dtype)
-    # blurring the junk last row/column of the polyphase buffer only adds outputs we drop
-    return F.conv2d(y, k, bias, groups=y.shape[1])[:, :, : 2 * h - 3, : 2 * w - 3]
+    # blurring the junk of the polyphase buffer only adds outputs we drop
+    out = blur(y, (1, 2, 1), 4.0, bias=bias)
+    return out[:, :, crop : crop + 2 * h - 3, crop : crop + 2 * w - 3]
 
 
 def modulated_conv2d(
@@ -133,21 +233,29 @@ def modulated_conv2d(
     styles: torch.Tensor,
     demodulate: bool = True,
     up: bool = False,
+    bias: torch.Tensor | None = None,
+    gain: float = 1.0,
     eps: float = 1e-8,
 ) -> torch.Tensor:
     """StyleGAN2 modulated conv, valid padding. x [B, I, H, W], weight [O, I, k, k], styles [B, I].
 
     Modulating the activations (x * s) and demodulating the outputs is algebraically the same as
     scaling per-sample weights, but keeps one shared weight, so a batch is a single conv.
+    Returns gain * (out + bias): the constant gain and the bias [O] ride along in the pass that
+    demodulates (without demodulation, in the conv itself) instead of passes of their own.
     """
     out = x * styles[:, :, None, None].to(x.dtype)
-    out = up_conv2d(out, weight) if up else F.conv2d(out, weight)
-    if demodulate:
-        # d[b, o] = rsqrt(sum_{i,k} (w[o,i,k] * s[b,i])^2)
-        wsq = weight.square().sum(dim=(2, 3))  # [O, I]
-        demod = torch.rsqrt(styles.square() @ wsq.t() + eps)  # [B, O]
-        out = out * demod[:, :, None, None].to(out.dtype)
-    return out
+    if not demodulate:
+        weight = weight * gain
+        bias = None if bias is None else bias * gain
+        return up_conv2d(out, weight, bias) if up else F.conv2d(out, weight, bias)
+    out = up_conv2d(out, weight, impl="transposed") if up else F.conv2d(out, weight)
+    # d[b, o] = rsqrt(sum_{i,k} (w[o,i,k] * s[b,i])^2)
+    wsq = weight.square().sum(dim=(2, 3))  # [O, I]
+    demod = (torch.rsqrt(styles.square() @ wsq.t() + eps) * gain)[:, :, None, None].to(out.dtype)
+    if bias is None:
+        return out * demod
+    return torch.addcmul((bias * gain).view(1, -1, 1, 1).to(out.dtype), out, demod)
 
 
 def modulated_weight(

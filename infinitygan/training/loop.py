@@ -12,6 +12,7 @@ Ctrl-C or SIGTERM finishes the current iteration, saves, and exits cleanly.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -51,6 +52,23 @@ class Placement:
     def main(self) -> bool:
         """Rank 0 writes every file of the run."""
         return self.rank == 0
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
+
+    An iteration allocates and frees hundreds of activation-sized buffers (up to ~9 MB for
+    `small`). By default glibc maps each buffer above its adaptive mmap threshold afresh and
+    trims the top of its heap, so the same memory is faulted in over and over: ~25,000 minor
+    page faults and ~60 ms of kernel time per `small` iteration on one core. A fixed 32 MiB
+    mmap threshold and a 1 GiB trim threshold leave a few hundred (peak RSS +2%). Returns
+    whether the C library took both settings (a no-op where it has no mallopt)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return mallopt(m_mmap_threshold, 32 << 20) == 1 and mallopt(m_trim_threshold, 1 << 30) == 1
 
 
 def join_processes(cfg: TrainConfig) -> Placement:
@@ -223,6 +241,7 @@ class _StopRequested:
 def train(cfg: TrainConfig, resume: bool = True) -> TrainState:
     """Train until `cfg.iterations` or a stop signal; every rank returns its final state."""
     cfg = cfg.resolved()
+    keep_freed_memory()
     placement = join_processes(cfg)
     run_dir = Path(cfg.run_dir)
     # the data folder is checked before anything is loaded or written

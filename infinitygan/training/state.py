@@ -50,8 +50,12 @@ def new_state(cfg: TrainConfig, device: torch.device) -> TrainState:
     torch.manual_seed(cfg.seed)
     model = preset(cfg.preset)
     gcfg = model.generator
-    G = Generator(gcfg).to(device)
-    D = Discriminator(model.discriminator, gcfg.train_patch_cells * gcfg.pixels_per_cell).to(device)
+    # conv weights in channels_last like the activations, so no conv reorders its weight on
+    # every call (saved files are contiguous either way; loaded moments follow, see below)
+    cl = torch.channels_last
+    G = Generator(gcfg).to(device, memory_format=cl)
+    patch = gcfg.train_patch_cells * gcfg.pixels_per_cell
+    D = Discriminator(model.discriminator, patch).to(device, memory_format=cl)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     data_gen = torch.Generator().manual_seed(cfg.seed)
     phases = iteration_phases(cfg)
@@ -83,6 +87,24 @@ def _optimizer_state(prefix: str, meta: dict, tensors: dict) -> dict[str, Any]:
         for pid, ks in meta["keys"].items()
     }
     return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """The saved optimiser state, computed the way this code computes it.
+
+    load_state_dict takes every group setting from the file, the kernel choice too (a state
+    saved by an older version would switch the fused Adam back to its per-op loop), and keeps
+    the file's contiguous layout for the moments, while the fused kernel needs them laid out
+    like their (channels_last) parameters. The run's numbers come from the file; the kernel
+    and the layout stay this code's."""
+    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in opt.param_groups]
+    opt.load_state_dict(saved)
+    for group, chosen in zip(opt.param_groups, kernels, strict=True):
+        group.update(chosen)
+    for p, st in opt.state.items():
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.shape == p.shape:
+                st[k] = torch.empty_like(p).copy_(v)
 
 
 def save_state(state: TrainState, path: Path) -> None:
@@ -131,8 +153,9 @@ def load_state(path: Path, cfg: TrainConfig, device: torch.device) -> TrainState
             prefix = f"{name}."
             sd = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             getattr(state, name).load_state_dict(sd)
-        state.opt_g.load_state_dict(_optimizer_state("opt_g", json.loads(meta["opt_g"]), tensors))
-        state.opt_d.load_state_dict(_optimizer_state("opt_d", json.loads(meta["opt_d"]), tensors))
+        for name in ("opt_g", "opt_d"):
+            saved = _optimizer_state(name, json.loads(meta[name]), tensors)
+            _load_optimizer(getattr(state, name), saved)
     except (RuntimeError, KeyError, ValueError) as e:
         raise StateError(f"{path}: training state does not match the model: {e}") from e
     torch.set_rng_state(tensors["rng.torch"])

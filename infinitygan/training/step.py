@@ -70,12 +70,13 @@ def fake_inputs(
         mix_index = int(torch.randint(1, cfg.n_styles, (1,), generator=gen))
     z_local = torch.randn(batch, cfg.z_local_dim, n, n)
     labels = vertical_label(rows, cfg).repeat_interleave(2)
+    cl = torch.channels_last  # the generator's fast layout, as the canvas renderer feeds it
     return FakeInputs(
         z_global.to(device),
         z_mix.to(device),
         mix_index,
-        z_local.to(device),
-        coords.to(device),
+        z_local.to(device).contiguous(memory_format=cl),
+        coords.to(device).contiguous(memory_format=cl),
         labels.to(device),
     )
 
@@ -112,8 +113,9 @@ def ema_beta(state: TrainState) -> float:
 
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, beta: float) -> None:
-    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-        p_ema.lerp_(p.detach(), 1.0 - beta)
+    ema_params, params = list(ema.parameters()), list(model.parameters())
+    assert len(ema_params) == len(params)
+    torch._foreach_lerp_(ema_params, params, 1.0 - beta)  # one call, not one per parameter
 
 
 @dataclass

@@ -5,8 +5,11 @@ biases really enter the output; the discriminator's heads have the right shapes.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from infinitygan.model import geometry, networks
 from infinitygan.model.config import PRESETS
@@ -196,3 +199,52 @@ def test_discriminator_heads() -> None:
     assert torch.isfinite(adv).all() and torch.isfinite(coord).all()
     with pytest.raises(ValueError, match="too small"):
         networks.Discriminator(cfg.discriminator, 1)
+
+
+def _discriminator_written_out(d: networks.Discriminator, img: torch.Tensor) -> tuple:
+    """StyleGAN2's residual D the literal way: zero-pad and blur, equalised conv, add the bias,
+    lrelu * sqrt(2); blocks return (main + skip) / sqrt(2)."""
+
+    def conv(layer: torch.nn.Module, x: torch.Tensor, **kw: int) -> torch.Tensor:
+        return F.conv2d(x, layer.weight / math.sqrt(layer.weight[0].numel()), **kw)
+
+    def act(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x + bias.view(1, -1, 1, 1), 0.2) * math.sqrt(2)
+
+    def blur(x: torch.Tensor, pad: int) -> torch.Tensor:
+        taps = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=x.dtype)
+        k = torch.outer(taps, taps)
+        k = (k / k.sum()).expand(x.shape[1], 1, 4, 4)
+        return F.conv2d(F.pad(x, (pad,) * 4), k, groups=x.shape[1])
+
+    x = act(conv(d.from_rgb.conv, img), d.from_rgb.bias)
+    for block in d.blocks:
+        h = act(conv(block.conv1.conv, x, padding=1), block.conv1.bias)
+        h = act(conv(block.conv2.conv, blur(h, 2), stride=2), block.conv2.bias)
+        x = (h + conv(block.skip[1], blur(x, 1), stride=2)) / math.sqrt(2)
+    b, c, h, w = x.shape
+    group = math.gcd(b, d.stddev_group)
+    std = torch.sqrt(x.view(group, -1, c, h, w).var(dim=0, unbiased=False) + 1e-8)
+    std = std.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1).repeat(group, 1, h, w)
+    x = act(conv(d.final_conv.conv, torch.cat((x, std), 1), padding=1), d.final_conv.bias)
+    x = x.flatten(1)
+    return d.adv_head(x).squeeze(1), d.coord_head(x).squeeze(1)
+
+
+def test_discriminator_is_stylegan2s_written_out() -> None:
+    """The folded gains (sqrt(2) and the residual 1/sqrt(2) inside the conv weights), the
+    biases added by the convs, the in-place activations, the strided skip blur and the
+    channels_last layout compute the literal definition, values and input gradient (R1)."""
+    cfg = PRESETS["tiny"]
+    patch = cfg.generator.train_patch_cells * cfg.generator.pixels_per_cell
+    torch.manual_seed(0)
+    d = networks.Discriminator(cfg.discriminator, patch).double()
+    for name, p in d.named_parameters():
+        if name.endswith("bias"):
+            p.data.normal_(0.0, 0.3)
+    img = torch.randn(4, 3, patch, patch, dtype=torch.float64, requires_grad=True)
+    ours, ref = d(img), _discriminator_written_out(d, img)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+    (g_ours,) = torch.autograd.grad(ours[0].sum() + ours[1].sum(), img)
+    (g_ref,) = torch.autograd.grad(ref[0].sum() + ref[1].sum(), img)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-10, atol=1e-10)

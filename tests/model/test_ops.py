@@ -1,10 +1,12 @@
 """Every fast op is checked against a plain reference that computes the same thing the obvious
-way: the polyphase up-conv against the literal transposed convolution, activation modulation
-against per-sample weight modulation, the RGB skip upsampler against bilinear interpolation."""
+way: the polyphase up-conv against the literal transposed convolution (itself spelled out),
+activation modulation against per-sample weight modulation, the RGB skip upsampler against
+bilinear interpolation, the blur's own double backward against the grouped conv's."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -26,14 +28,14 @@ def _inputs(
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("shape", [(1, 3, 5, 4, 4), (2, 8, 6, 7, 5), (3, 16, 16, 9, 12)])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_polyphase_up_conv_equals_reference(
+def test_polyphase_up_conv_equals_transposed(
     memory_format: torch.memory_format, shape: tuple[int, ...], with_bias: bool
 ) -> None:
     b, i, o, h, w = shape
     x64, w64, bias64 = _inputs(b, i, o, h, w, torch.float64)
     bias = bias64 if with_bias else None
     x64 = x64.contiguous(memory_format=memory_format)
-    ref = ops.up_conv2d(x64, w64, bias, impl="reference")
+    ref = ops.up_conv2d(x64, w64, bias, impl="transposed")
     fast = ops.up_conv2d(x64, w64, bias, impl="polyphase")
     assert ref.shape == fast.shape == (b, o, 2 * h - 3, 2 * w - 3)
     torch.testing.assert_close(fast, ref, rtol=0, atol=1e-10)
@@ -44,9 +46,9 @@ def test_polyphase_up_conv_equals_reference(
     torch.testing.assert_close(fast32, ref.float(), rtol=1e-5, atol=1e-4)
 
 
-def test_reference_up_conv_is_the_aligned_chain() -> None:
-    """The reference itself, spelled out: zero-stuff, 3x3 full conv with the unflipped kernel,
-    crop 1, [1,2,1]x[1,2,1]/16*4 blur valid."""
+def test_transposed_up_conv_is_the_aligned_chain() -> None:
+    """The transposed kernel (the reference) spelled out: zero-stuff, 3x3 full conv with the
+    unflipped kernel, crop 1, [1,2,1]x[1,2,1]/16*4 blur valid."""
     x, w, _ = _inputs(1, 2, 3, 5, 6, torch.float64, seed=3)
     h, wd = x.shape[2:]
     stuffed = torch.zeros(1, 2, 2 * h - 1, 2 * wd - 1, dtype=x.dtype)
@@ -55,7 +57,7 @@ def test_reference_up_conv_is_the_aligned_chain() -> None:
     k = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype)
     k2 = (torch.outer(k, k) / 16 * 4).expand(3, 1, 3, 3)
     expect = F.conv2d(full[:, :, 1:-1, 1:-1], k2, groups=3)
-    torch.testing.assert_close(ops.up_conv2d(x, w, impl="reference"), expect)
+    torch.testing.assert_close(ops.up_conv2d(x, w, impl="transposed"), expect)
 
 
 def test_up_conv_rejects_unknown_impl() -> None:
@@ -74,6 +76,9 @@ def test_activation_modulation_equals_weight_modulation(up: bool, demodulate: bo
     weight = torch.randn(5, 4, 3, 3, generator=g, dtype=torch.float64)
     styles = torch.randn(3, 4, generator=g, dtype=torch.float64)
     out = ops.modulated_conv2d(x, weight, styles, demodulate=demodulate, up=up)
+    bias = torch.randn(5, generator=g, dtype=torch.float64)
+    scaled = ops.modulated_conv2d(x, weight, styles, demodulate, up, bias=bias, gain=1.7)
+    torch.testing.assert_close(scaled, 1.7 * (out + bias.view(1, -1, 1, 1)))
     for b in range(3):
         wb = weight * styles[b].view(1, -1, 1, 1)
         if demodulate:
@@ -94,11 +99,7 @@ def test_upsample_rgb_is_align_corners_bilinear() -> None:
     torch.testing.assert_close(up[:, :, ::2, ::2], x)  # even rows/cols are the input
 
 
-def test_fused_lrelu_and_center_crop() -> None:
-    x = torch.tensor([[-2.0, 0.0, 3.0]]).view(1, 3, 1, 1)
-    b = torch.tensor([1.0, -1.0, 0.0])
-    out = ops.fused_lrelu(x, b).flatten()
-    torch.testing.assert_close(out, torch.tensor([-0.2, -0.2, 3.0]) * math.sqrt(2))
+def test_center_crop() -> None:
     t = torch.arange(7 * 9.0).view(1, 1, 7, 9)
     assert torch.equal(ops.center_crop(t, 3, 5), t[:, :, 2:5, 2:7])
     with pytest.raises(ValueError, match="centre-crop"):
@@ -116,3 +117,47 @@ def test_equalized_layers_scale_at_run_time() -> None:
     x = torch.randn(1, 3, 6, 6)
     expect = F.conv2d(x, conv.weight / math.sqrt(27), conv.bias, padding=1)
     torch.testing.assert_close(conv(x), expect)
+
+
+def test_cached_blur_kernel_from_inference_mode_still_trains() -> None:
+    """The renderer (inference mode) may build a blur kernel first; the same cached constant
+    then serves training, whose convs save it for backward."""
+    with torch.inference_mode():
+        k = ops.blur_kernel((1, 2, 1), 4.0, 7, torch.device("cpu"), torch.float32)
+    assert not k.is_inference() and not k.requires_grad
+    assert ops.blur_kernel((1, 2, 1), 4.0, 7, torch.device("cpu"), torch.float32) is k
+    torch.testing.assert_close(k.sum((1, 2, 3)), torch.full((7,), 4.0))
+    x = torch.randn(1, 7, 6, 6, requires_grad=True)
+    F.conv2d(x, k, groups=7).sum().backward()
+    assert x.grad is not None
+
+
+@pytest.mark.parametrize(
+    ("taps", "stride", "padding"), [((1, 3, 3, 1), 1, 2), ((1, 3, 3, 1), 2, 1), ((1, 2, 1), 1, 0)]
+)
+def test_blur_is_the_grouped_conv_and_differentiates_twice(
+    taps: tuple[float, ...], stride: int, padding: int
+) -> None:
+    """Same values and first and second derivatives as the plain depthwise conv2d (the R1 and
+    path-length double backward), in float64 so gradcheck's finite differences are exact."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 9, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    k = ops.blur_kernel(taps, 4.0, 3, x.device, x.dtype)
+    expect = F.conv2d(x, k, bias, stride=stride, padding=padding, groups=3)
+    out = ops.blur(x, taps, 4.0, stride=stride, padding=padding, bias=bias)
+    assert torch.equal(out, expect)
+
+    def fn(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return ops.blur(x, taps, 4.0, stride=stride, padding=padding, bias=bias)
+
+    assert torch.autograd.gradcheck(fn, (x, bias))
+    assert torch.autograd.gradgradcheck(fn, (x, bias))
+
+    # the R1 pattern: ||d out / d x||^2, differentiated again, against the plain conv
+    def r1_grads(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple:
+        (gx,) = torch.autograd.grad((f(x, bias) ** 2).sum(), x, create_graph=True)
+        return gx, *torch.autograd.grad(gx.square().sum(), (x, bias))
+
+    plain = r1_grads(lambda x, b: F.conv2d(x, k, b, stride=stride, padding=padding, groups=3))
+    torch.testing.assert_close(r1_grads(fn), plain)

@@ -70,6 +70,7 @@ def test_shipped_state_resumes_and_trains_a_step(tmp_path: Path) -> None:
         expect = lazy_adam([torch.nn.Parameter(torch.zeros(1))], cfg.lr, reg).param_groups[0]
         group = opt.param_groups[0]
         assert group["lr"] == expect["lr"] and tuple(group["betas"]) == expect["betas"]
+        assert group["fused"] == expect["fused"]  # saved with fused=None: the kernel is ours
     assert phases.d_reg.due(state.step) and phases.g_reg.due(state.step)
 
     stats = train_step(state, PatchSampler(data, small), GeneratorStep(state.G), state.D, CPU)

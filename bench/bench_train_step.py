@@ -1,0 +1,446 @@
+"""Training-step benchmark: iterations/s of the `small` preset at batch 8, this tree against a
+baseline revision, side by side in one run.
+
+The baseline is exported with `git archive` into a temporary directory. Each tree trains in its
+own long-lived subprocess (PYTHONPATH pointing at that tree), both resumed from the same shipped
+training state with the same RNG streams, so both do exactly the same work: a few warm-up
+iterations (the first one runs R1 and path length, so oneDNN has built every kernel), then
+rounds of `--iters` timed iterations, A B A B ... The default 16 iterations are whole lazy
+cycles: one R1 and four path-length steps each. A process waits, idle, while the other
+measures, so the two never compete for the cores; the per-round ratio new/old pairs rounds
+taken moments apart, which is what stays meaningful on a shared, possibly throttled CPU.
+
+The "new" tree is this working tree, uncommitted changes included (`--baseline HEAD` measures
+what an uncommitted change gives), or the revision `--new` names (`--baseline C~ --new C`
+measures what commit C gave).
+
+`--check N` times nothing: it runs N iterations of both trees in float32 and of the baseline in
+float64 with the weights frozen and prints how far each float32 run's losses and gradients are
+from the float64 ones (see `check`), the evidence that the new code computes the same thing.
+
+Pass `--pause-pid PID` (the background trainer) to SIGSTOP it while measuring; it is resumed
+on exit, on Ctrl-C and on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / "checkpoints" / "training" / "small-state.safetensors"
+DATA = ROOT / "data" / "landscapes"
+AUGMENT = "color,translation,cutout"  # the shipped run's policy (small-config.json)
+
+
+# ---------------------------------------------------------------------------------------------
+# the child: one tree's training loop, driven over stdin/stdout
+
+
+def float64_everywhere() -> None:
+    """Build every network, optimiser state and activation in float64, with the same random
+    numbers as a float32 run (drawn in float32, then widened): the reference both trees'
+    float32 rounding is measured against."""
+    import torch
+
+    torch.set_default_dtype(torch.float64)
+
+    def widened(draw: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def f(*args: Any, dtype: torch.dtype | None = None, **kwargs: Any) -> torch.Tensor:
+            return draw(*args, dtype=torch.float32, **kwargs).to(dtype or torch.float64)
+
+        return f
+
+    torch.randn, torch.rand, torch.randn_like = map(
+        widened, (torch.randn, torch.rand, torch.randn_like)
+    )
+
+
+MODES = ("time", "check", "check-float64")
+
+
+def child(threads: int, state_path: str, data: str, warmup: int, mode: str) -> None:
+    """Resume `state_path` exactly as `train()` would (the loop's own helpers), then answer each
+    line on stdin: "run N" with the seconds N more iterations took and their losses, "grads
+    PATH" by writing the last gradient of each network there.
+
+    The check modes freeze the weights (learning rate 0), so every phase of every iteration
+    sees the same weights in each run and differences cannot compound; Adam's first moment
+    with beta1 = 0 is then exactly the last gradient it was given."""
+    import torch
+    from safetensors.torch import save_file
+
+    torch.set_num_threads(threads)
+    if mode == "check-float64":
+        float64_everywhere()
+    import infinitygan
+    from infinitygan.model.config import TrainConfig
+    from infinitygan.training import loop
+    from infinitygan.training.data import PatchSampler
+    from infinitygan.training.state import load_state
+    from infinitygan.training.step import train_step
+
+    cfg = TrainConfig(
+        preset="small", data=data, batch=8, augment=AUGMENT, device="cpu", run_dir=""
+    ).resolved()
+    # train()'s process setup, where the tree has one
+    getattr(loop, "keep_freed_memory", lambda: None)()
+    placement = loop.Placement(0, 1, torch.device("cpu"))
+    state = load_state(Path(state_path), cfg, placement.device)
+    # start on a multiple of both intervals: the first warm-up iteration runs every phase
+    state.step -= state.step % math.lcm(cfg.r1_every, cfg.path_every)
+    sampler = PatchSampler(cfg.data, state.model.generator)
+    if mode == "check-float64":
+        sample = sampler.sample
+        sampler.sample = lambda *a, **k: dataclasses.replace(  # type: ignore[method-assign]
+            batch := sample(*a, **k), images=batch.images.double()
+        )
+    if mode != "time":
+        for opt in (state.opt_g, state.opt_d):
+            assert opt.defaults["betas"][0] == 0.0  # exp_avg is the last gradient
+            for group in opt.param_groups:
+                group["lr"] = 0.0
+    g_step, d_net = loop.step_modules(state, placement)
+    autocast = loop.mixed_precision(cfg, placement.device)
+
+    def run(n: int) -> dict:
+        t0 = time.perf_counter()
+        stats: list[dict[str, float]] = []
+        for _ in range(n):
+            stats.append(train_step(state, sampler, g_step, d_net, placement.device, autocast))
+        return {"seconds": time.perf_counter() - t0, "step": state.step, "stats": stats}
+
+    run(warmup)
+    print(json.dumps({"ready": infinitygan.__file__, "step": state.step}), flush=True)
+    for line in sys.stdin:
+        cmd, arg = line.split()
+        if cmd == "run":
+            print(json.dumps(run(int(arg))), flush=True)
+        else:
+            grads = {
+                f"{net}.{i}": opt.state[p]["exp_avg"].contiguous()
+                for net, opt in (("G", state.opt_g), ("D", state.opt_d))
+                for i, p in enumerate(opt.param_groups[0]["params"])
+            }
+            save_file(grads, arg)
+            print(json.dumps({"saved": arg}), flush=True)
+
+
+class Tree:
+    """One tree's child process."""
+
+    def __init__(
+        self, name: str, root: Path, args: argparse.Namespace, warmup: int, mode: str = "time"
+    ) -> None:
+        self.name, self.root = name, root
+        n = str(args.threads)
+        env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
+        cmd = [sys.executable, __file__, "--child", n, str(args.state), str(args.data)]
+        self.proc = subprocess.Popen(
+            [*cmd, str(warmup), mode],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.ready = self._reply()
+        imported = Path(self.ready["ready"]).resolve()
+        if root.resolve() not in imported.parents:
+            raise RuntimeError(f"{name}: imported {imported}, not the tree at {root}")
+
+    def _reply(self) -> dict:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.name}: child exited with {self.proc.wait()}")
+        return json.loads(line)
+
+    def ask(self, command: str) -> dict:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+# ---------------------------------------------------------------------------------------------
+# plumbing
+
+
+@contextmanager
+def paused(pid: int | None) -> Iterator[None]:
+    """SIGSTOP `pid` (if alive) for the duration; always SIGCONT it."""
+    if pid is not None:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            pid = None
+    if pid is None:
+        yield
+        return
+
+    def resume_and_exit(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, resume_and_exit)
+    os.kill(pid, signal.SIGSTOP)
+    print(f"# paused pid {pid} for the measurements")
+    try:
+        yield
+    finally:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        signal.signal(signal.SIGTERM, old)
+        print(f"# resumed pid {pid}")
+
+
+@contextmanager
+def exported(rev: str) -> Iterator[Path]:
+    """The tree of `rev` (git archive) in a temporary directory."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-train-baseline-"))
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def cpu_name() -> str:
+    """lscpu's model name (falls back to /proc/cpuinfo)."""
+    with suppress(OSError, subprocess.CalledProcessError):
+        for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=True
+        ).stdout.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    with suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "?"
+    flags = set(text.split("flags", 1)[1].split("\n", 1)[0].split())
+    return ", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="git revision to compare against (default: git merge-base HEAD main)",
+    )
+    p.add_argument(
+        "--new",
+        default=None,
+        help="git revision to measure (default: this working tree, uncommitted changes included)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads in both children")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds per tree (A B A B ...)")
+    p.add_argument("--iters", type=int, default=16, help="timed iterations per round")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
+    p.add_argument("--state", type=Path, default=STATE, help="training state both resume")
+    p.add_argument("--data", type=Path, default=DATA, help="training photos")
+    p.add_argument("--pause-pid", type=int, default=None, help="SIGSTOP this pid meanwhile")
+    p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    p.add_argument(
+        "--check",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of timing: N iterations of both trees in float32 against the baseline in "
+        "float64, weights frozen, losses and gradients compared",
+    )
+    p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        threads, state_path, data, warmup, mode = args.child
+        child(int(threads), state_path, data, int(warmup), mode)
+        return 0
+
+    rev = args.baseline or git("merge-base", "HEAD", "main")
+    base_desc = git("log", "-1", "--format=%h %s", rev)
+    if args.new:
+        new_desc = git("log", "-1", "--format=%h %s", args.new)
+    else:
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        new_desc = git("log", "-1", "--format=%h %s", "HEAD") + (
+            " (+ uncommitted changes)" if dirty else ""
+        )
+    import torch
+
+    print("# bench_train_step")
+    print(
+        f"# cpu: {cpu_name()} ({os.cpu_count()} cpus; {cpu_flags()}), torch {torch.__version__}, "
+        f"{args.threads} threads, python {platform.python_version()}"
+    )
+    print(f"# old: {base_desc}")
+    print(f"# new: {new_desc}")
+    with exported(rev) as base_root, ExitStack() as stack:
+        new_root = stack.enter_context(exported(args.new)) if args.new else ROOT
+        if args.check:
+            check(args, base_root, new_root)
+            return 0
+        rows = timing(args, base_root, new_root)
+    if args.json:
+        out = {"baseline": rev, "threads": args.threads, "rounds": rows}
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def timing(args: argparse.Namespace, base_root: Path, new_root: Path) -> list[dict]:
+    """The paired rounds (module docstring); prints the table and returns the rows."""
+    print(
+        f"# `small`, batch 8, augment {AUGMENT}, resumed from {args.state.name}; "
+        f"{args.warmup} warm-up + {args.rounds} x {args.iters} timed iterations per tree"
+    )
+    print("# load average before (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    rows: list[dict] = []
+    with paused(args.pause_pid):
+        trees = [
+            Tree("old", base_root, args, args.warmup),
+            Tree("new", new_root, args, args.warmup),
+        ]
+        try:
+            for r in range(args.rounds):
+                row: dict = {"round": r + 1}
+                for tree in trees:
+                    reply = tree.ask(f"run {args.iters}")
+                    row[tree.name] = args.iters / reply["seconds"]
+                    row[f"{tree.name}_step"] = reply["step"]
+                if row["old_step"] != row["new_step"]:
+                    raise RuntimeError(f"the trees drifted apart: {row}")
+                row["ratio"] = row["new"] / row["old"]
+                rows.append(row)
+        finally:
+            for tree in trees:
+                tree.close()
+    load = os.getloadavg()
+    print(f"\n## it/s, {args.iters} iterations per round, {args.threads} thread(s)\n")
+    print("| round | old it/s | new it/s | new/old |")
+    print("|-------|----------|----------|---------|")
+    for row in rows:
+        print(
+            f"| {row['round']:5d} | {row['old']:8.3f} | {row['new']:8.3f} | {row['ratio']:7.3f} |"
+        )
+    ratios = [row["ratio"] for row in rows]
+    old = statistics.median(row["old"] for row in rows)
+    new = statistics.median(row["new"] for row in rows)
+    print(
+        f"\nmedian: old {old:.3f} it/s ({1 / old:.2f} s/it), new {new:.3f} it/s "
+        f"({1 / new:.2f} s/it)"
+    )
+    print(
+        f"paired ratio new/old: median {statistics.median(ratios):.3f}, "
+        f"min {min(ratios):.3f}, max {max(ratios):.3f}"
+    )
+    print("\n# load average after (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*load))
+    print("# (other processes on this machine share its 2 cores: a load above ~2 inflates times)")
+    return rows
+
+
+def relative(a: float, ref: float) -> float:
+    return abs(a - ref) / max(abs(ref), 1e-12)
+
+
+def check(args: argparse.Namespace, base_root: Path, new_root: Path) -> None:
+    """`--check N`: both trees in float32 and the baseline in float64 run the same N
+    iterations from the shipped state with the weights frozen (see `child`); per iteration,
+    how far each float32 run's losses and gradients are from the float64 reference.
+
+    Frozen, because rounding differences compound once weights move: an update feeds the next
+    phase, Adam divides by tiny second moments, and two float32 runs that differ only in
+    rounding (old code on 1 and 2 threads) drift apart to ~1e-2 within four iterations."""
+    import torch
+    from safetensors.torch import load_file
+
+    print(f"# --check {args.check}: float32 (old, new) against float64 (old), weights frozen")
+    names = ("ref", "old", "new")
+    trees = {
+        "ref": Tree("old float64", base_root, args, 0, "check-float64"),
+        "old": Tree("old", base_root, args, 0, "check"),
+        "new": Tree("new", new_root, args, 0, "check"),
+    }
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(args.check):
+                stats, grads = {}, {}
+                for n in names:
+                    reply = trees[n].ask("run 1")
+                    stats[n] = reply["stats"][0]
+                    path = Path(tmp) / f"{n}.safetensors"
+                    trees[n].ask(f"grads {path}")
+                    grads[n] = load_file(path)
+                rows.append((reply["step"] - 1, stats, grads))
+    finally:
+        for tree in trees.values():
+            tree.close()
+
+    def grad_error(grads: dict, a: str, b: str, net: str) -> float:
+        keys = [k for k in grads[b] if k.startswith(net + ".")]
+        ga = torch.cat([grads[a][k].double().flatten() for k in keys])
+        gb = torch.cat([grads[b][k].double().flatten() for k in keys])
+        return float((ga - gb).norm() / gb.norm())
+
+    print("\n## losses of the first iteration (all four phases)\n")
+    print("| loss | float64 | old float32: rel. diff | new float32: rel. diff |")
+    print("|------|---------|------------------------|------------------------|")
+    first = rows[0][1]
+    for k, ref in first["ref"].items():
+        o, n = (relative(first[t][k], ref) for t in ("old", "new"))
+        print(f"| {k} | {ref:.7g} | {o:.1e} | {n:.1e} |")
+    print(
+        "\n## per iteration: largest relative loss difference, and ||g - g_ref|| / ||g_ref|| "
+        "of the gradient of each network's last phase (R1 / path length when due)\n"
+    )
+    print("| step | losses old | losses new | D grad old | D grad new | G grad old | G grad new |")
+    print("|------|------------|------------|------------|------------|------------|------------|")
+    for step, stats, grads in rows:
+        cols = [max(relative(stats[t][k], v) for k, v in stats["ref"].items()) for t in names[1:]]
+        for net in ("D", "G"):
+            cols += [grad_error(grads, t, "ref", net) for t in names[1:]]
+        print(f"| {step} | " + " | ".join(f"{c:.1e}" for c in cols) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
