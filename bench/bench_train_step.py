@@ -91,9 +91,13 @@ def child(threads: int, state_path: str, data: str, warmup: int, mode: str) -> N
     import infinitygan
     from infinitygan.model.config import TrainConfig
     from infinitygan.training import loop
-    from infinitygan.training.data import PatchSampler
     from infinitygan.training.state import load_state
     from infinitygan.training.step import train_step
+
+    try:  # the patch sampler's home since evaluation and data left the training package
+        from infinitygan.data.patches import PatchSampler
+    except ImportError:  # a baseline revision from before that
+        from infinitygan.training.data import PatchSampler
 
     cfg = TrainConfig(
         preset="small", data=data, batch=8, augment=AUGMENT, device="cpu", run_dir=""
