@@ -26,16 +26,15 @@ import json
 import os
 import platform
 import resource
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from pausing import paused  # bench/, beside this script
 from torch.utils.flop_counter import FlopCounterMode
 
 from infinitygan.model.canvas import Rect, render_batch, render_region
@@ -54,33 +53,14 @@ CONV_SIZES = ((512, 64), (256, 128), (128, 256), (64, 512), (32, 1024))
 # plumbing
 
 
-@contextmanager
-def paused(pid_file: Path | None) -> Iterator[None]:
-    """SIGSTOP the process in `pid_file` (if alive) for the duration; always SIGCONT it."""
-    pid = None
-    if pid_file is not None and pid_file.exists():
-        try:
-            pid = int(pid_file.read_text().strip())
-            os.kill(pid, 0)
-        except (ValueError, ProcessLookupError, PermissionError):
-            pid = None
-    if pid is None:
-        yield
-        return
-
-    def resume_and_exit(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = signal.signal(signal.SIGTERM, resume_and_exit)
-    os.kill(pid, signal.SIGSTOP)
-    print(f"# paused pid {pid} ({pid_file}) for the measurements")
+def pid_in(pid_file: Path | None) -> int | None:
+    """The pid written in `pid_file`, if there is one."""
+    if pid_file is None or not pid_file.exists():
+        return None
     try:
-        yield
-    finally:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
-        signal.signal(signal.SIGTERM, old)
-        print(f"# resumed pid {pid}")
+        return int(pid_file.read_text().strip())
+    except ValueError:
+        return None
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:
@@ -313,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("# load average before (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     results: dict = {}
-    with paused(args.pause_pid_file):
+    with paused(pid_in(args.pause_pid_file)):
         # first, while this process is small: the child's numbers are its own either way
         mem = memory("small", args.checkpoint, args.mem_width, args.mem_height, args.mem_chunk)
         results["memory"] = mem

@@ -31,7 +31,6 @@ import math
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,8 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from pausing import paused  # bench/, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / "checkpoints" / "training" / "small-state.safetensors"
@@ -188,33 +189,6 @@ class Tree:
 
 # ---------------------------------------------------------------------------------------------
 # plumbing
-
-
-@contextmanager
-def paused(pid: int | None) -> Iterator[None]:
-    """SIGSTOP `pid` (if alive) for the duration; always SIGCONT it."""
-    if pid is not None:
-        try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            pid = None
-    if pid is None:
-        yield
-        return
-
-    def resume_and_exit(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = signal.signal(signal.SIGTERM, resume_and_exit)
-    os.kill(pid, signal.SIGSTOP)
-    print(f"# paused pid {pid} for the measurements")
-    try:
-        yield
-    finally:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
-        signal.signal(signal.SIGTERM, old)
-        print(f"# resumed pid {pid}")
 
 
 @contextmanager
