@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pausing import paused  # bench/, beside this script
+from machine import cpu_flags, cpu_name, paused  # bench/, beside this script
 from torch.utils.flop_counter import FlopCounterMode
 
 from infinitygan.model.canvas import Rect, render_batch, render_region
@@ -79,25 +79,6 @@ def count_flops(fn: Callable[[], object]) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "?"
-    flags = set(text.split("flags", 1)[1].split("\n", 1)[0].split())
-    return ", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags)
 
 
 def make_generator(preset: str, checkpoint: Path | None) -> Generator:

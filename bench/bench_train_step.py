@@ -37,11 +37,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from pausing import paused  # bench/, beside this script
+from machine import cpu_flags, cpu_name, paused  # bench/, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / "checkpoints" / "training" / "small-state.safetensors"
@@ -209,30 +209,6 @@ def git(*args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
     ).stdout.strip()
-
-
-def cpu_name() -> str:
-    """lscpu's model name (falls back to /proc/cpuinfo)."""
-    with suppress(OSError, subprocess.CalledProcessError):
-        for line in subprocess.run(
-            ["lscpu"], capture_output=True, text=True, check=True
-        ).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    with suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "?"
-    flags = set(text.split("flags", 1)[1].split("\n", 1)[0].split())
-    return ", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags)
 
 
 # ---------------------------------------------------------------------------------------------
