@@ -72,14 +72,19 @@ class RedisTier:
         self.prefix = settings.redis_prefix
         self.retry_s = settings.redis_retry_s
         self.metrics = metrics
-        self.client = aioredis.Redis.from_url(
+        # A burst of requests waits for a free connection (up to `redis_pool_wait_s`) instead
+        # of failing at once with MaxConnectionsError, which would pause Redis for everyone.
+        pool = aioredis.BlockingConnectionPool.from_url(
             settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.redis_pool_wait_s,
             socket_timeout=settings.redis_timeout_s,
             socket_connect_timeout=settings.redis_timeout_s,
             # One immediate retry replaces a pooled socket that died with a restarted Redis;
             # a down or slow Redis still costs one failed call, then the pause below.
             retry=Retry(NoBackoff(), 1),
         )
+        self.client = aioredis.Redis.from_pool(pool)  # owns the pool: aclose closes it
         self._down_until = 0.0
 
     def tile_key(self, key: str) -> str:

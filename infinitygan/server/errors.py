@@ -81,6 +81,12 @@ class QueueFull(Unavailable):
     code = "queue_full"
 
 
+class Overloaded(Unavailable):
+    """The work ahead would not let this render finish before the request's deadline."""
+
+    code = "overloaded"
+
+
 class RenderTimeout(Unavailable):
     code = "render_timeout"
 

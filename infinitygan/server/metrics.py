@@ -49,6 +49,11 @@ class Metrics:
         self.rendered_metatiles = Counter(
             "infinitygan_rendered_metatiles", "Metatiles rendered by the model", registry=r
         )
+        self.delivered_metatiles = Counter(
+            "infinitygan_delivered_metatiles",
+            "Rendered metatiles that a request or prefetch job still waited for (goodput)",
+            registry=r,
+        )
         self.encode_seconds = Histogram(
             "infinitygan_encode_seconds",
             "PNG encoding of one tile",
@@ -67,7 +72,10 @@ class Metrics:
             registry=r,
         )
         self.drops = Counter(
-            "infinitygan_dropped_jobs", "Queued metatiles discarded", ["reason"], registry=r
+            "infinitygan_dropped_jobs",
+            "Metatile renders refused or discarded before they ran",
+            ["reason"],
+            registry=r,
         )
         self.lock_waits = Counter(
             "infinitygan_redis_lock_waits", "Metatiles another replica was rendering", registry=r

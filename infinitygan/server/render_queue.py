@@ -1,10 +1,13 @@
 """The model worker: one bounded priority queue, one thread, batched forward passes.
 
-Interactive work always goes before prefetch (renderd's strict priorities). Both queues are
-bounded; a full queue is a 503 with `Retry-After` rather than an unbounded wait. Work is tied to a
-`Demand` (who still waits for it); a queued job whose demand fell to zero (clients gone, job
-cancelled) is dropped when the worker reaches it, while a job that has started runs to the end so
-its tiles are cached for the next request.
+Interactive work always goes before prefetch (renderd's strict priorities). Work is tied to a
+`Demand` (who still waits for it, and until when). Admission is by expected wait, not only by
+queue length: from the measured seconds per metatile and the work ahead of it, a job that could
+not be finished before its waiters' deadline is refused at once (503 + `Retry-After`) instead of
+queueing until its client times out; a full queue is a 503 too. A queued job whose demand fell
+to zero (clients gone, job cancelled) or whose deadline can no longer be met is dropped when the
+worker reaches it, so the model only renders what someone will receive; a job that has started
+runs to the end so its tiles are cached for the next request.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -23,12 +27,40 @@ import numpy as np
 from infinitygan.model.canvas import Rect
 
 from .demand import Demand, Priority
-from .errors import Dropped, QueueFull, Unavailable
+from .errors import Dropped, Overloaded, QueueFull, RenderTimeout, Unavailable
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 RenderFn = Callable[[Sequence[tuple[int, Rect]]], np.ndarray]  # -> uint8 [B, H, W, 3]
+
+
+class RenderClock:
+    """Seconds per metatile (an exponential moving average of measured batches) and when the
+    batch in progress should end: what admission needs to predict a new job's wait."""
+
+    def __init__(self, smoothing: float = 0.3) -> None:
+        self.smoothing = smoothing
+        self.per_metatile = 0.0  # unmeasured: admit everything until the first batch is timed
+        self._busy_until = 0.0
+
+    def started(self, now: float, metatiles: int) -> None:
+        self._busy_until = now + metatiles * self.per_metatile
+
+    def finished(self, seconds: float | None, metatiles: int) -> None:
+        """The batch ended; `seconds` is None when it failed (nothing learnt about speed)."""
+        self._busy_until = 0.0
+        if seconds is None:
+            return
+        sample = seconds / metatiles
+        if self.per_metatile == 0.0:
+            self.per_metatile = sample
+        else:
+            self.per_metatile += self.smoothing * (sample - self.per_metatile)
+
+    def busy_for(self, now: float) -> float:
+        """Expected seconds left in the batch in progress (0 when idle or overdue)."""
+        return max(0.0, self._busy_until - now)
 
 
 @dataclass(eq=False)
@@ -73,6 +105,7 @@ class RenderQueue:
         self._retry_after = retry_after_s
         self._queues: dict[Priority, deque[_Job]] = {p: deque() for p in Priority}
         self._cond = threading.Condition()
+        self._clock = RenderClock()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
 
@@ -96,22 +129,56 @@ class RenderQueue:
     def depth(self, priority: Priority) -> int:
         return len(self._queues[priority])
 
+    def admit(self, demand: Demand, metatiles: int) -> None:
+        """Raise `QueueFull` unless `metatiles` more renders at `demand`'s priority fit in its
+        queue, and `Overloaded` unless, behind the work already ahead, they are expected to
+        finish by its deadline. A zoomed-out tile asks for all its children at once."""
+        with self._cond:
+            self._admit(demand, metatiles)
+
+    def _admit(self, demand: Demand, metatiles: int) -> None:
+        """`admit` with the lock held."""
+        queue = self._queues[demand.priority]
+        limit = self._limits[demand.priority]
+        if len(queue) + metatiles > limit:
+            self._purge_unwanted()
+        if len(queue) + metatiles > limit:
+            self._metrics.drops.labels("queue_full").inc(metatiles)
+            raise QueueFull(
+                f"the {demand.priority.name.lower()} render queue is full "
+                f"({len(queue)} of {limit} queued, {metatiles} more asked)",
+                retry_after=self._retry_after,
+            )
+        if math.isinf(demand.deadline):
+            return
+        now = time.monotonic()
+        per = self._clock.per_metatile
+        ahead = sum(  # what the worker will render first; unwanted jobs cost nothing
+            job.demand.waiters > 0
+            for p in Priority
+            if p <= demand.priority
+            for job in self._queues[p]
+        )
+        wait = self._clock.busy_for(now) + ahead * per
+        late = now + wait + metatiles * per - demand.deadline
+        if late > 0:
+            self._metrics.drops.labels("overloaded").inc(metatiles)
+            raise Overloaded(
+                f"the server is busy: {metatiles} metatile render(s) would wait ~{wait:.0f}s "
+                f"behind {ahead} queued and end {late:.1f}s after the request's deadline",
+                retry_after=max(self._retry_after, math.ceil(late)),
+            )
+
     async def render(self, seed: int, rect: Rect, demand: Demand) -> np.ndarray:
-        """Queue one rect for the model; uint8 [H, W, 3]. Raises QueueFull when full."""
+        """Queue one rect for the model; uint8 [H, W, 3]. Raises QueueFull when the queue is
+        full and Overloaded when it could not be rendered before `demand.deadline`."""
         loop = asyncio.get_running_loop()
         job = _Job(seed, rect, demand, loop.create_future(), loop)
         with self._cond:
             if self._stopping:
                 raise Unavailable("server is shutting down", retry_after=self._retry_after)
+            self._admit(demand, 1)
             queue = self._queues[demand.priority]
-            if len(queue) >= self._limits[demand.priority]:
-                self._purge_unwanted()
-            if len(queue) >= self._limits[demand.priority]:
-                self._metrics.drops.labels("queue_full").inc()
-                raise QueueFull(
-                    f"the {demand.priority.name.lower()} render queue is full",
-                    retry_after=self._retry_after,
-                )
             queue.append(job)
             self._update_depth()
             self._cond.notify()
@@ -158,9 +225,22 @@ class RenderQueue:
         self._metrics.drops.labels("no_waiters").inc()
         job.settle(None, Dropped("nobody waits for this tile any more"))
 
+    def _expire(self, job: _Job) -> None:
+        self._metrics.drops.labels("deadline").inc()
+        job.settle(
+            None,
+            RenderTimeout(
+                "the server fell behind: this tile could not be rendered before the request's "
+                "deadline",
+                retry_after=self._retry_after,
+            ),
+        )
+
     def _take_batch(self) -> list[_Job]:
-        """Up to batch_max jobs of one rect size, interactive first (caller holds the lock)."""
+        """Up to batch_max jobs of one rect size, interactive first (caller holds the lock);
+        jobs nobody waits for, or that could not end before their deadline, are dropped."""
         batch: list[_Job] = []
+        now = time.monotonic()
         for priority in Priority:
             q = self._queues[priority]
             for job in list(q):
@@ -169,6 +249,9 @@ class RenderQueue:
                 if job.demand.waiters <= 0:
                     q.remove(job)
                     self._drop(job)
+                elif job.demand.deadline < now + (len(batch) + 1) * self._clock.per_metatile:
+                    q.remove(job)
+                    self._expire(job)
                 elif not batch or (job.rect.width, job.rect.height) == (
                     batch[0].rect.width,
                     batch[0].rect.height,
@@ -188,16 +271,23 @@ class RenderQueue:
                     batch = self._take_batch()
                 if not batch:
                     return
-            start = time.perf_counter()
+                start = time.monotonic()
+                self._clock.started(start, len(batch))
             try:
                 images = self._render([(job.seed, job.rect) for job in batch])
             except Exception as exc:
                 log.exception("render of %d metatiles failed", len(batch))
+                with self._cond:
+                    self._clock.finished(None, len(batch))
                 for job in batch:
                     job.settle(None, exc)
                 continue
-            self._metrics.render_seconds.observe(time.perf_counter() - start)
+            seconds = time.monotonic() - start
+            with self._cond:
+                self._clock.finished(seconds, len(batch))
+            self._metrics.render_seconds.observe(seconds)
             self._metrics.rendered_metatiles.inc(len(batch))
+            self._metrics.delivered_metatiles.inc(sum(job.demand.waiters > 0 for job in batch))
             assert images.shape[0] == len(batch), (images.shape, len(batch))  # [B, H, W, 3]
             for job, image in zip(batch, images, strict=True):
                 job.settle(image, None)

@@ -6,12 +6,16 @@ encoded and cached. Concurrent misses for the same metatile share one flight in 
 re-checks the cache first (MapProxy's `is_cached` inside the lock).
 
 A zoomed-out tile is `downsample_2x` of its four children, fetched (recursively) from the cache
-where they exist, so it is always the exact average of what the next zoom serves.
+where they exist, so it is always the exact average of what the next zoom serves. Its missing
+children are first admitted as a whole (the most metatiles they can cost must fit before the
+request's deadline), and if one child fails the others are cancelled with it, so a refused
+zoomed-out tile leaves no renders behind for nobody.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -71,9 +75,10 @@ class TileService:
     def key(self, addr: TileAddress, fmt: str = "png") -> str:
         return content_key(self.version, addr, fmt)
 
-    async def produce(self, addr: TileAddress, priority: Priority) -> bytes:
-        """PNG bytes of a tile that was a cache miss a moment ago (renders if still missing)."""
-        return (await self._tile(addr, priority)).png
+    async def produce(self, addr: TileAddress, priority: Priority, deadline: float) -> bytes:
+        """PNG bytes of a tile that was a cache miss a moment ago (renders if still missing);
+        `deadline` (`time.monotonic()`) is when the caller stops waiting."""
+        return (await self._tile(addr, priority, deadline)).png
 
     async def prefetch_metatile(self, meta: Metatile, wanted: Sequence[TileAddress]) -> bool:
         """Make `wanted` tiles of one metatile cached; False when all already were."""
@@ -92,11 +97,13 @@ class TileService:
         self._metatiles.cancel_all()
         self._zoomed.cancel_all()
 
-    async def _tile(self, addr: TileAddress, priority: Priority) -> TileData:
+    async def _tile(
+        self, addr: TileAddress, priority: Priority, deadline: float = math.inf
+    ) -> TileData:
         if addr.z == self.grid.maxzoom:
-            tiles = await self._metatiles.run(self.grid.metatile_of(addr), priority)
+            tiles = await self._metatiles.run(self.grid.metatile_of(addr), priority, deadline)
             return tiles[addr]
-        return await self._zoomed.run(addr, priority)
+        return await self._zoomed.run(addr, priority, deadline)
 
     def _unqueue_metatile(self, _: asyncio.Task[MetatileTiles], demand: Demand) -> None:
         """Nobody waits for the metatile any more: its render leaves the queue if it has not
@@ -116,20 +123,33 @@ class TileService:
             else:
                 self._zoomed.promote(child, demand.priority)
 
-    async def _pixels(self, addr: TileAddress, demand: Demand) -> np.ndarray:
-        png = await self.cache.get(self.key(addr))
+    async def _child_pixels(
+        self, addr: TileAddress, png: bytes | None, demand: Demand
+    ) -> np.ndarray:
         if png is None:
-            # The priority is read after the cache lookup: the parent may have been promoted.
-            data = await self._tile(addr, demand.priority)
+            # The priority is read now, not earlier: the parent may have been promoted.
+            data = await self._tile(addr, demand.priority, demand.deadline)
             if data.pixels is not None:
                 return data.pixels
             png = data.png
         return await self.codec.decode(png)
 
     async def _build_zoomed(self, addr: TileAddress, demand: Demand) -> TileData:
-        tl, tr, bl, br = await asyncio.gather(
-            *(self._pixels(c, demand) for c in self.grid.children(addr))
-        )
+        children = self.grid.children(addr)
+        pngs = await self.cache.get_many([self.key(c) for c in children])  # one MGET
+        missing = [c for c, png in zip(children, pngs, strict=True) if png is None]
+        if missing:  # children inside one metatile share its render: count it once
+            cost = sum(self.grid.metatiles_under(c) for c in missing)
+            self.queue.admit(demand, min(cost, self.grid.metatiles_under(addr)))
+        tasks = [
+            asyncio.ensure_future(self._child_pixels(c, png, demand))
+            for c, png in zip(children, pngs, strict=True)
+        ]
+        try:
+            tl, tr, bl, br = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:  # one child failed (or we were cancelled): stop its siblings
+                task.cancel()
         quad = np.concatenate(
             [np.concatenate([tl, tr], axis=1), np.concatenate([bl, br], axis=1)], axis=0
         )  # [512, 512, 3]

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     )
     redis_prefix: str = Field("infinitygan", min_length=1, description="namespace of Redis keys")
     redis_timeout_s: float = Field(0.5, gt=0, description="a slower Redis call counts as an error")
+    redis_max_connections: int = Field(
+        64, ge=1, description="Redis connections per process; more requests wait for one"
+    )
+    redis_pool_wait_s: float = Field(
+        2.0, gt=0, description="longest wait for a free Redis connection in a burst"
+    )
     redis_retry_s: float = Field(
         2.0, ge=0, description="after a Redis error, skip Redis this long, then reconnect"
     )

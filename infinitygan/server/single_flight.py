@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -58,7 +59,9 @@ class SingleFlight(Generic[K, T]):
     def __len__(self) -> int:
         return len(self._flights)
 
-    async def run(self, key: K, priority: Priority) -> T:
+    async def run(self, key: K, priority: Priority, deadline: float = math.inf) -> T:
+        """The work's result; `deadline` (`time.monotonic()`) is when this caller stops waiting
+        (the render queue refuses work that cannot be done by then)."""
         for _ in range(3):
             flight = self._flights.get(key)
             if flight is None or flight.task.done():
@@ -69,7 +72,7 @@ class SingleFlight(Generic[K, T]):
             else:
                 self._metrics.coalesced.inc()
                 self._raise(key, flight, priority)
-            flight.demand.waiters += 1
+            flight.demand.join(priority, deadline)
             try:
                 return await asyncio.shield(flight.task)
             except Dropped:

@@ -9,6 +9,7 @@ are raised as `ApiError`s, which both entry points answer with `error_handlers`'
 from __future__ import annotations
 
 import asyncio
+import time
 
 from starlette.responses import Response
 from starlette.types import Receive
@@ -74,7 +75,8 @@ async def _render_while_connected(
 ) -> bytes:
     """Wait for the render, but give up (and stop waiting) when the client goes away or the
     timeout passes; the render queue then drops the work if nobody else wants it."""
-    render = asyncio.ensure_future(service.produce(addr, Priority.INTERACTIVE))
+    deadline = time.monotonic() + settings.render_timeout_s
+    render = asyncio.ensure_future(service.produce(addr, Priority.INTERACTIVE, deadline))
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
         done, _ = await asyncio.wait(

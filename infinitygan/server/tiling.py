@@ -156,6 +156,14 @@ class TileGrid:
         assert addr.z == self.maxzoom, addr
         return Metatile(addr.seed, addr.x // self.metatile, addr.y // self.metatile)
 
+    def metatiles_under(self, addr: TileAddress) -> int:
+        """How many metatiles hold the native tiles that a tile at any zoom covers: the most
+        renders building it can cost (fewer where some are cached)."""
+        span = 1 << (self.maxzoom - addr.z)  # native tiles per side
+        m = self.metatile
+        per_side = (addr.x * span + span - 1) // m - (addr.x * span) // m + 1
+        return per_side * ((addr.y * span + span - 1) // m - (addr.y * span) // m + 1)
+
     def metatile_tiles(self, meta: Metatile) -> list[TileAddress]:
         """Row-major: index j * M + i is the tile in row j, column i of the metatile image."""
         m = self.metatile

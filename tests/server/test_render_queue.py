@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 
 import numpy as np
 import pytest
 
 from infinitygan.model.canvas import Rect
 from infinitygan.server.demand import Demand, Priority
-from infinitygan.server.errors import QueueFull
+from infinitygan.server.errors import Overloaded, QueueFull, RenderTimeout
 from infinitygan.server.metrics import Metrics
 from infinitygan.server.render_queue import RenderQueue
 from infinitygan.server.single_flight import SingleFlight
@@ -21,6 +23,7 @@ RECT = Rect(0, 0, 4, 4)
 def make_queue(
     model: GatedModel, limit: int = 2, batch_max: int = 2
 ) -> tuple[RenderQueue, Metrics]:
+    """A started queue with `limit` slots per priority and Retry-After 3."""
     metrics = Metrics()
     queue = RenderQueue(
         model, metrics, {Priority.INTERACTIVE: limit, Priority.PREFETCH: limit}, batch_max, 3
@@ -154,3 +157,75 @@ def test_abandoned_flight_leaves_the_queue_at_once() -> None:
     assert model.batches == [[1]]
     assert sample(metrics, "infinitygan_dropped_jobs_total", reason="no_waiters") == 1
     assert len(flights) == 0
+
+
+def test_work_that_cannot_finish_by_its_deadline_is_refused_at_once() -> None:
+    """After one measured render (0.2 s per metatile), ten requests with 1.0 s left: the ones
+    that fit behind the work ahead are queued, the rest refused before waiting at all."""
+    model = GatedModel(seconds_per_job=0.2)
+    model.gate.set()
+    queue, metrics = make_queue(model, limit=64, batch_max=1)
+
+    async def scenario() -> tuple[list[np.ndarray], list[Overloaded], float]:
+        await queue.render(0, RECT, Demand(Priority.INTERACTIVE, 1))  # measures the speed
+        deadline = time.monotonic() + 1.0
+        started = time.monotonic()
+        tasks = [
+            asyncio.ensure_future(
+                queue.render(s, RECT, Demand(Priority.INTERACTIVE, 1, deadline=deadline))
+            )
+            for s in range(1, 11)
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        refused_after = time.monotonic() - started
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        done = [r for r in results if isinstance(r, np.ndarray)]
+        return done, [r for r in results if isinstance(r, Overloaded)], refused_after
+
+    done, refused, refused_after = asyncio.run(scenario())
+    queue.stop(5)
+    assert 2 <= len(done) <= 6 and len(done) + len(refused) == 10
+    assert refused_after < 0.15  # refused without waiting behind the queued work
+    assert all(r.retry_after is not None and r.retry_after >= 3 for r in refused)
+    assert sample(metrics, "infinitygan_dropped_jobs_total", reason="overloaded") == len(refused)
+    assert sample(metrics, "infinitygan_delivered_metatiles_total") == 1 + len(done)
+
+
+def test_queued_work_whose_deadline_passed_is_dropped_before_it_runs() -> None:
+    model = GatedModel()
+    queue, metrics = make_queue(model, limit=4, batch_max=1)
+
+    async def scenario() -> None:
+        busy = asyncio.ensure_future(queue.render(1, RECT, Demand(Priority.INTERACTIVE, 1)))
+        await wait_until(model.entered.is_set)
+        soon = Demand(Priority.INTERACTIVE, 1, deadline=time.monotonic() + 0.05)
+        late = asyncio.ensure_future(queue.render(2, RECT, soon))
+        patient = asyncio.ensure_future(queue.render(3, RECT, Demand(Priority.PREFETCH, 1)))
+        await asyncio.sleep(0.1)  # the first waiter's deadline passes while it is queued
+        model.gate.set()
+        await busy
+        with pytest.raises(RenderTimeout):
+            await late
+        await patient
+
+    asyncio.run(scenario())
+    queue.stop(5)
+    assert model.batches == [[1], [3]]
+    assert sample(metrics, "infinitygan_dropped_jobs_total", reason="deadline") == 1
+
+
+def test_admission_of_many_metatiles_at_once() -> None:
+    """A zoomed-out tile asks for all its missing children together: more than the queue holds
+    is QueueFull, more than the deadline allows is Overloaded; prefetch has no deadline."""
+    model = GatedModel(seconds_per_job=0.1)
+    model.gate.set()
+    queue, _ = make_queue(model, limit=8, batch_max=1)
+    asyncio.run(queue.render(0, RECT, Demand(Priority.INTERACTIVE, 1)))
+    in_time = Demand(Priority.INTERACTIVE, 1, deadline=time.monotonic() + 5)
+    queue.admit(in_time, 8)
+    with pytest.raises(QueueFull):
+        queue.admit(in_time, 9)
+    with pytest.raises(Overloaded):
+        queue.admit(Demand(Priority.INTERACTIVE, 1, deadline=time.monotonic() + 0.3), 8)
+    queue.admit(Demand(Priority.PREFETCH, 1, deadline=math.inf), 8)
+    queue.stop(5)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
+
+import pytest
 
 from infinitygan.model.canvas import Rect
 from infinitygan.server.cache import TileCache
 from infinitygan.server.demand import Demand, Priority
 from infinitygan.server.encode import PngCodec
+from infinitygan.server.errors import QueueFull
 from infinitygan.server.metrics import Metrics
 from infinitygan.server.render_queue import RenderQueue
 from infinitygan.server.service import TileService
@@ -42,7 +46,7 @@ def test_interactive_request_promotes_a_zoomed_out_tile_that_a_prefetch_is_build
         ]
         prefetch = asyncio.ensure_future(service.prefetch_tile(zoomed))
         await wait_until(lambda: queue.depth(Priority.PREFETCH) == 7)
-        viewer = asyncio.ensure_future(service.produce(zoomed, Priority.INTERACTIVE))
+        viewer = asyncio.ensure_future(service.produce(zoomed, Priority.INTERACTIVE, math.inf))
         await wait_until(lambda: queue.depth(Priority.INTERACTIVE) == 4)
         assert queue.depth(Priority.PREFETCH) == 3  # only the unrelated prefetch work is left
         model.gate.set()
@@ -56,3 +60,46 @@ def test_interactive_request_promotes_a_zoomed_out_tile_that_a_prefetch_is_build
         codec.close()
     assert png.startswith(b"\x89PNG")
     assert model.batches == [[99], [1, 1, 1, 1], [50, 51, 52]]
+
+
+def _service(model: GatedModel, limit: int) -> tuple[TileService, RenderQueue, PngCodec]:
+    """Native zoom 2, one tile per metatile, `limit` slots per queue, one job per batch."""
+    metrics = Metrics()
+    queue = RenderQueue(model, metrics, {p: limit for p in Priority}, 1, 1)
+    queue.start()
+    codec = PngCodec(1, metrics)
+    grid = TileGrid(minzoom=0, maxzoom=2, metatile=1)
+    cache = TileCache(Settings(redis_url=None, warmup=False), metrics)
+    return TileService("v", grid, cache, queue, codec, metrics, lock_ttl_s=10), queue, codec
+
+
+def test_a_zoomed_out_tile_that_cannot_fit_is_refused_before_queueing_anything() -> None:
+    model = GatedModel()
+    model.gate.set()
+    service, queue, codec = _service(model, limit=8)
+    try:
+        with pytest.raises(QueueFull):  # zoom 0 needs all 16 native metatiles; 8 fit
+            asyncio.run(service.produce(TileAddress(1, 0, 0, 0), Priority.INTERACTIVE, math.inf))
+        asyncio.run(asyncio.sleep(0.05))
+        assert model.batches == [] and queue.depth(Priority.INTERACTIVE) == 0
+    finally:
+        queue.stop(5)
+        codec.close()
+
+
+def test_a_failed_child_cancels_its_siblings() -> None:
+    """The first of four children fails in the model: while the worker renders the next one,
+    the two still queued are dropped (not rendered for nobody), and the zoomed-out tile fails
+    with the child's error."""
+    model = GatedModel(seconds_per_job=0.2, fail_x=0)
+    model.gate.set()
+    service, queue, codec = _service(model, limit=8)
+    try:
+        with pytest.raises(RuntimeError, match="x = 0"):
+            asyncio.run(service.produce(TileAddress(1, 1, 0, 0), Priority.INTERACTIVE, math.inf))
+        asyncio.run(asyncio.sleep(0.5))
+        assert model.batches == [[1], [1]]  # (0, 0) failed, (1, 0) had started
+        assert queue.depth(Priority.INTERACTIVE) == 0
+    finally:
+        queue.stop(5)
+        codec.close()
