@@ -30,20 +30,19 @@ import json
 import math
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from machine import cpu_flags, cpu_name, paused  # bench/, beside this script
+from revisions import ROOT, describe, exported, git
 
-ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / "checkpoints" / "training" / "small-state.safetensors"
 DATA = ROOT / "data" / "landscapes"
 AUGMENT = "color,translation,cutout"  # the shipped run's policy (small-config.json)
@@ -191,26 +190,6 @@ class Tree:
 # plumbing
 
 
-@contextmanager
-def exported(rev: str) -> Iterator[Path]:
-    """The tree of `rev` (git archive) in a temporary directory."""
-    tmp = Path(tempfile.mkdtemp(prefix="bench-train-baseline-"))
-    try:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def git(*args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -252,14 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     rev = args.baseline or git("merge-base", "HEAD", "main")
-    base_desc = git("log", "-1", "--format=%h %s", rev)
-    if args.new:
-        new_desc = git("log", "-1", "--format=%h %s", args.new)
-    else:
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-        new_desc = git("log", "-1", "--format=%h %s", "HEAD") + (
-            " (+ uncommitted changes)" if dirty else ""
-        )
+    base_desc, new_desc = describe(rev), describe(args.new)
     import torch
 
     print("# bench_train_step")
