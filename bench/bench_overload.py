@@ -3,7 +3,8 @@ can render before its timeout, this tree against a baseline revision, side by si
 
 Each tree in turn runs `infinitygan serve` on the same checkpoint (embedded cache, default
 settings except the render timeout). `--clients` clients each ask for a tile of a metatile nobody
-asked for before, and ask again as soon as they are answered, for `--seconds`; `/healthz` is
+asked for before, and ask again as soon as they are answered (after `Retry-After` if one came
+with the answer), for `--seconds`; `/healthz` is
 polled meanwhile. After the load, the server is left to finish what it started. Reported:
 
 - goodput: metatiles delivered to a client (a 200 for a fresh metatile) / metatiles rendered;
@@ -83,6 +84,8 @@ async def overload(url: str, clients: int, seconds: float, seed: int, stride: in
                 response = await client.get(path)
                 code = "" if response.status_code == 200 else response.json()["error"]["code"]
                 answers.append((response.status_code, code, time.monotonic() - start))
+                if "retry-after" in response.headers:  # as a well-behaved HTTP client does
+                    await asyncio.sleep(float(response.headers["retry-after"]))
 
         async def prober() -> None:
             while time.monotonic() < end:
@@ -179,7 +182,7 @@ def main() -> None:
     print(f"# new: {describe(None)}")
     print(
         f"# {args.clients} clients, each asking for a fresh cold metatile again as soon as "
-        f"answered, for {args.seconds:g} s; render timeout {args.timeout:g} s"
+        f"answered (after Retry-After), for {args.seconds:g} s; render timeout {args.timeout:g} s"
     )
     with ExitStack() as stack:
         for pid in args.pause_pid:

@@ -36,13 +36,27 @@ RenderFn = Callable[[Sequence[tuple[int, Rect]]], np.ndarray]  # -> uint8 [B, H,
 
 
 class RenderClock:
-    """Seconds per metatile (an exponential moving average of measured batches) and when the
-    batch in progress should end: what admission needs to predict a new job's wait."""
+    """Seconds per metatile and when the batch in progress should end: what admission needs to
+    predict a new job's wait.
+
+    The figure is deliberately pessimistic: the larger of a moving average and the last batch,
+    times `HEADROOM`. Work admitted on an optimistic estimate is rendered and then missed by its
+    client, the waste admission exists to prevent, while a pessimistic one only refuses a little
+    early; and renders slow down under load, when the PNG encoders and the event loop compete
+    with the model for the same cores, after the quiet warm-up that gave the first figure.
+    """
+
+    HEADROOM = 1.3
 
     def __init__(self, smoothing: float = 0.3) -> None:
         self.smoothing = smoothing
-        self.per_metatile = 0.0  # unmeasured: admit everything until the first batch is timed
+        self._average = 0.0  # unmeasured: admit everything until the first batch is timed
+        self._last = 0.0
         self._busy_until = 0.0
+
+    @property
+    def per_metatile(self) -> float:
+        return self.HEADROOM * max(self._average, self._last)
 
     def started(self, now: float, metatiles: int) -> None:
         self._busy_until = now + metatiles * self.per_metatile
@@ -52,11 +66,11 @@ class RenderClock:
         self._busy_until = 0.0
         if seconds is None:
             return
-        sample = seconds / metatiles
-        if self.per_metatile == 0.0:
-            self.per_metatile = sample
+        self._last = seconds / metatiles
+        if self._average == 0.0:
+            self._average = self._last
         else:
-            self.per_metatile += self.smoothing * (sample - self.per_metatile)
+            self._average += self.smoothing * (self._last - self._average)
 
     def busy_for(self, now: float) -> float:
         """Expected seconds left in the batch in progress (0 when idle or overdue)."""
