@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from infinitygan.model.canvas import CanvasRenderer, Rect
 from infinitygan.model.checkpoint import load_generator
 
+from .body_limits import RequestBodyLimits
 from .cors import CorsMiddleware
 from .demand import Demand, Priority
 from .error_handlers import install_error_handlers
@@ -121,8 +122,9 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (tiles, tilejson, prefetch, health, viewer):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # Outermost last: metrics -> CORS -> tile fast path -> FastAPI's routing.
+    # Outermost last: metrics -> CORS -> body limits -> tile fast path -> FastAPI's routing.
     app.add_middleware(TileFastPath, state=state)
+    app.add_middleware(RequestBodyLimits, settings=settings)
     app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

@@ -7,6 +7,7 @@ balancer rather than uvicorn workers (each worker would load its own model).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 import uvicorn
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from .app import create_app
 from .metrics import log_config
 from .settings import Settings
+from .uvicorn_config import uvicorn_config
 
 
 def _port(text: str) -> int:
@@ -30,22 +32,21 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"invalid server settings (INFINITYGAN_* / REDIS_URL):\n{exc}", file=sys.stderr)
         return 2
-    uvicorn.run(
+    config = uvicorn_config(
         create_app(settings),
+        settings,
         host=args.host,
         port=args.port,
-        loop="uvloop",
-        http="httptools",
-        log_config=log_config(args.log_level),
-        access_log=args.access_log,
-        proxy_headers=True,
+        keep_alive_s=args.keep_alive,
         forwarded_allow_ips=args.forwarded_allow_ips,
-        timeout_graceful_shutdown=30,
-        # Map clients hold idle keep-alive connections while slow tiles render; uvicorn's 5 s
-        # default closes them under the client's next request (a race browsers retry, but
-        # plain HTTP clients report as a failure).
-        timeout_keep_alive=args.keep_alive,
+        access_log=args.access_log,
+        log_config=log_config(args.log_level),
     )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C, re-raised after the shutdown
+        server.run()
+    if not server.started:
+        return 3  # uvicorn's STARTUP_FAILURE
     return 0
 
 

@@ -1,8 +1,9 @@
 """Typed domain errors and the one table that maps them to HTTP statuses.
 
 Malformed input is a 400, a well-formed address outside what we serve is a 404, overload is a
-503 with `Retry-After`. Plain exceptions, importing nothing: tile addressing and the prefetch
-client raise them without loading FastAPI; `error_handlers` turns them into responses.
+503 with `Retry-After`; a request past the server's size or time limits gets 408, 413 or 431.
+Plain exceptions, importing nothing: tile addressing and the prefetch client raise them without
+loading FastAPI; `error_handlers` turns them into responses.
 """
 
 from __future__ import annotations
@@ -69,6 +70,20 @@ class ClientClosed(ApiError):
     code = "client_closed_request"
 
 
+class RequestTimeout(ApiError):
+    """The request head or body did not arrive within its deadline."""
+
+    code = "request_timeout"
+
+
+class ContentTooLarge(ApiError):
+    code = "content_too_large"
+
+
+class HeaderFieldsTooLarge(ApiError):
+    code = "header_fields_too_large"
+
+
 class TooManyJobs(ApiError):
     code = "too_many_jobs"
 
@@ -95,6 +110,10 @@ class NotReady(Unavailable):
     code = "not_ready"
 
 
+class TooManyConnections(Unavailable):
+    code = "too_many_connections"
+
+
 class Dropped(Unavailable):
     """Queued work that nobody waited for any more was discarded before it ran."""
 
@@ -104,7 +123,10 @@ class Dropped(Unavailable):
 STATUS_CODES: dict[type[ApiError], int] = {
     BadRequest: 400,
     NotFound: 404,
+    RequestTimeout: 408,
+    ContentTooLarge: 413,
     TooManyJobs: 429,
+    HeaderFieldsTooLarge: 431,
     ClientClosed: 499,
     Unavailable: 503,
 }

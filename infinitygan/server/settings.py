@@ -60,6 +60,25 @@ class Settings(BaseSettings):
     prefetch_max_jobs: int = Field(4, ge=1, description="prefetch jobs running at once")
     prefetch_keep_jobs: int = Field(256, ge=1, description="finished jobs kept for GET")
     warmup: bool = Field(True, description="render one metatile before answering ready")
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        description="open connections per process; past it an idle keep-alive one is closed, "
+        "else the new one gets 503 and is closed",
+    )
+    header_max_bytes: int = Field(
+        16 << 10, ge=1024, description="request line + headers; larger -> 431 and close"
+    )
+    header_max_fields: int = Field(100, ge=1, description="header fields; more -> 431 and close")
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="a request head must arrive whole within this -> 408"
+    )
+    body_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="longest wait for the next chunk of a request body -> 408"
+    )
+    prefetch_max_body_bytes: int = Field(
+        16 << 10, ge=256, description="POST /prefetch body bound (other routes take none) -> 413"
+    )
 
     @model_validator(mode="after")
     def _zoom_range(self) -> Settings:

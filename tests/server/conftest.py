@@ -24,6 +24,7 @@ from infinitygan.model.checkpoint import load_generator
 from infinitygan.model.networks import Generator
 from infinitygan.server.app import create_app
 from infinitygan.server.settings import Settings
+from infinitygan.server.uvicorn_config import uvicorn_config
 
 from .harness import RedisProcess, free_socket, metric_value, write_tiny_checkpoint
 
@@ -46,17 +47,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoint:
 
 
 class LiveServer:
-    """`create_app(settings)` under a real uvicorn (uvloop + httptools) in a thread."""
+    """`create_app(settings)` under a real uvicorn (`serve`'s configuration) in a thread."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = create_app(settings)
         self._sock = free_socket()
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            self.app, loop="uvloop", http="httptools", log_level="warning", lifespan="on"
-        )
-        self._server = uvicorn.Server(config)
+        # The same configuration as `infinitygan serve`: its limits and timeouts included.
+        self._server = uvicorn.Server(uvicorn_config(self.app, settings, log_level="warning"))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
