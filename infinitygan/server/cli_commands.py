@@ -12,7 +12,9 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
-from .app import create_app
+from infinitygan.model.checkpoint import CheckpointError
+
+from .app import create_app, load_checkpoint
 from .metrics import log_config
 from .settings import Settings
 
@@ -30,8 +32,13 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"invalid server settings (INFINITYGAN_* / REDIS_URL):\n{exc}", file=sys.stderr)
         return 2
+    try:  # verified and loaded once, before binding: a bad checkpoint exits here, like nginx -t
+        checkpoint = load_checkpoint(settings)
+    except CheckpointError as exc:
+        print(f"infinitygan serve: error: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, checkpoint),
         host=args.host,
         port=args.port,
         loop="uvloop",

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from infinitygan.model.checkpoint import DEFAULT_CHECKPOINT
+from infinitygan.model.checkpoint import DEFAULT_CHECKPOINT, MAX_CHECKPOINT_BYTES
 
 MAX_NATIVE_ZOOM = 30  # zoom numbers are labels; this only keeps 2**zoom arithmetic sane
 MAX_ZOOM_DEPTH = 8  # a tile at maxzoom - 8 averages 4**8 = 65,536 native tiles
@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     )
 
     checkpoint: Path = Field(Path(DEFAULT_CHECKPOINT), description="generator checkpoint to serve")
+    checkpoint_max_bytes: int = Field(
+        MAX_CHECKPOINT_BYTES, ge=1, description="a larger checkpoint file is refused unread"
+    )
     device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1, ...")
     redis_url: str | None = Field(
         None,
