@@ -79,7 +79,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument(
         "--forwarded-allow-ips",
         default="127.0.0.1",
-        help="proxies trusted for X-Forwarded-* (comma list or *), for TileJSON URLs",
+        help="proxies trusted for X-Forwarded-For/-Proto (comma list or *): client addresses",
     )
     parser.set_defaults(func=_serve)
     return parser

@@ -141,12 +141,35 @@ def test_head_tilejson_cors_and_version(server: LiveServer) -> None:
     half = tiny.train_full_cells * tiny.pixels_per_cell // 2
     assert tj["band"] == [-half, half]
     template = tj["tiles"][0]
-    assert template.endswith(f"/tiles/15/{{z}}/{{x}}/{{y}}.png?v={server.version}")
+    assert template == f"/tiles/15/{{z}}/{{x}}/{{y}}.png?v={server.version}"  # root-relative
     versioned = server.client.get(template.format(z=8, x=0, y=0))
     assert versioned.status_code == 200
     cors = server.client.get("/tiles/15/8/0/0.png", headers={"Origin": "https://map.example"})
     assert cors.headers["access-control-allow-origin"] == "*"
     assert "etag" in cors.headers["access-control-expose-headers"].lower()
+
+
+def test_tilejson_never_takes_its_url_from_the_request(server: LiveServer) -> None:
+    """A hostile Host (or X-Forwarded-Host) never reaches the cacheable TileJSON: the tile URL
+    is root-relative, and resolved against the TileJSON URL it is a tile of this server."""
+    hostile = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+    response = server.client.get("/tiles/18/tilejson.json", headers=hostile)
+    assert response.status_code == 200
+    assert "evil" not in response.text
+    template = response.json()["tiles"][0]
+    assert template.startswith("/tiles/18/")
+    url = httpx.URL(str(response.url)).join(template.format(z=8, x=1, y=-1))
+    assert url.host == "127.0.0.1" and server.client.get(url).status_code == 200
+
+
+def test_tilejson_with_a_configured_public_url(
+    live_server, tiny_checkpoint: TinyCheckpoint
+) -> None:
+    other = live_server(settings_for(tiny_checkpoint, public_url="https://tiles.example/map/"))
+    tj = other.client.get("/tiles/19/tilejson.json", headers={"Host": "evil.example"}).json()
+    assert tj["tiles"] == [
+        f"https://tiles.example/map/tiles/19/{{z}}/{{x}}/{{y}}.png?v={other.version}"
+    ]
 
 
 @contextmanager

@@ -116,6 +116,27 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+def test_public_url_setting() -> None:
+    assert Settings(public_url="https://tiles.example/").public_url == "https://tiles.example"
+    assert Settings(public_url="http://10.0.0.1:8080/map").public_url == "http://10.0.0.1:8080/map"
+    assert Settings(public_url="").public_url is None
+    for bad in [
+        "tiles.example",
+        "/tiles",
+        "ftp://tiles.example",
+        "https://",
+        "https://user:pw@tiles.example",
+        "https://tiles.example/?a=1",
+        "https://tiles.example/#x",
+        "https://tiles.example:99999",
+        "https://tiles.example/{z}",
+        "https://tiles.example/a b",
+        "https://tïles.example",
+    ]:
+        with pytest.raises(ValueError, match="public_url"):
+            Settings(public_url=bad)
+
+
 def test_addressing_imports_neither_torch_nor_fastapi() -> None:
     """The prefetch client reuses tile addressing; it must stay a light HTTP client."""
     code = (
