@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urljoin
 
 import httpx
 from tqdm import tqdm
@@ -101,7 +102,8 @@ async def prefetch(
         # Only the zoom range matters to the client; the metatile side is the server's affair.
         grid = TileGrid(tilejson["minzoom"], tilejson["maxzoom"], metatile=1)
         levels = grid.pyramid(bbox, *zooms)
-        template: str = tilejson["tiles"][0]
+        # The server's tile URL may be root-relative: resolved against the TileJSON URL.
+        template: str = urljoin(str(response.url), tilejson["tiles"][0])
         total = sum(range_count(r) for r in levels.values())
         ok = failed = 0
         start = time.perf_counter()

@@ -2,8 +2,8 @@
 file's content hash as its version. The only loader; nothing is ever unpickled.
 
 Serving, rendering, evaluation, benchmarks and fine-tuning all call `load_generator`, which turns
-every way a file can be wrong (missing, truncated, corrupt, foreign, mismatched) into a
-`CheckpointError` that names the file and the problem.
+every way a file can be wrong (missing, not a regular file, too large, truncated, corrupt,
+foreign, mismatched, non-finite) into a `CheckpointError` that names the file and the problem.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ FORMAT_VERSION = "1"
 DEFAULT_CHECKPOINT = (
     Path(__file__).resolve().parents[2] / "checkpoints" / "infinitygan-small.safetensors"
 )
+MAX_CHECKPOINT_BYTES = 2 << 30  # the `small` preset is 13 MB; a bound, not an expected size
 
 
 class CheckpointError(Exception):
@@ -111,15 +113,60 @@ def _read_metadata(path: Path, data: bytes) -> dict[str, str]:
         raise CheckpointError(f"{path}: unreadable safetensors header ({e})") from e
 
 
-def load_generator(path: str | Path, device: str | torch.device = "auto") -> LoadedCheckpoint:
-    """Rebuild the generator from the checkpoint's own config copy and load its weights."""
-    path = Path(path)
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _not_regular(path: Path, mode: int) -> CheckpointError:
+    kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    return CheckpointError(f"{path}: cannot read checkpoint: {kind}, not a regular file")
+
+
+def read_checkpoint_bytes(path: Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`. Anything else is refused before a
+    byte is read: a FIFO would block the reader, `/dev/zero` never ends, a directory is no file.
+    The type is checked on the open descriptor too (opened non-blocking, so a FIFO swapped in
+    after the `stat` cannot block), and at most `max_bytes + 1` bytes are ever read."""
     try:
-        data = path.read_bytes()
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(path, mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint file") from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read checkpoint ({e.strerror})") from e
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_regular(path, info.st_mode)
+        too_big = CheckpointError(
+            f"{path}: checkpoint is larger than the limit of {max_bytes} bytes"
+        )
+        if info.st_size > max_bytes:
+            raise too_big
+        try:
+            data = f.read(max_bytes + 1)  # the file may have grown since the fstat
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot read checkpoint ({e.strerror})") from e
+    if len(data) > max_bytes:
+        raise too_big
+    return data
+
+
+def load_generator(
+    path: str | Path,
+    device: str | torch.device = "auto",
+    max_bytes: int = MAX_CHECKPOINT_BYTES,
+) -> LoadedCheckpoint:
+    """Rebuild the generator from the checkpoint's own config copy and load its weights."""
+    path = Path(path)
+    data = read_checkpoint_bytes(path, max_bytes)
     try:
         tensors = load_safetensors_bytes(data)
     except (SafetensorError, ValueError, OverflowError) as e:

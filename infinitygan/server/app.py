@@ -1,9 +1,12 @@
 """The app factory: routers, middleware, error handlers and a lifespan.
 
-The lifespan starts loading the checkpoint in the background, so the server answers `/healthz`
-at once and `/readyz` with 503 until the model is loaded and warmed; tile requests before that
-get 503 + `Retry-After` too. Shutdown (uvicorn drains requests on SIGTERM first) cancels
-prefetch jobs, lets the batch in progress finish, then closes Redis and the encoder pool.
+`infinitygan serve` loads the checkpoint with `load_checkpoint` before it binds a port, and exits
+on a bad one; it hands the loaded checkpoint to `create_app`. Given none (tests, embedding), the
+lifespan loads it in the background and reports a failure in `/readyz`. Either way the warm-up
+render runs in the background, so the server answers `/healthz` at once and `/readyz` with 503
+until the model is loaded and warmed; tile requests before that get 503 + `Retry-After` too.
+Shutdown (uvicorn drains requests on SIGTERM first) cancels prefetch jobs, lets the batch in
+progress finish, then closes Redis and the encoder pool.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from infinitygan.model.canvas import CanvasRenderer, Rect
-from infinitygan.model.checkpoint import load_generator
+from infinitygan.model.checkpoint import CheckpointError, LoadedCheckpoint, load_generator
 
 from .body_limits import RequestBodyLimits
 from .cors import CorsMiddleware
@@ -37,6 +40,25 @@ log = logging.getLogger(__name__)
 _STOP_TIMEOUT_S = 30.0
 
 
+def load_checkpoint(settings: Settings) -> LoadedCheckpoint:
+    """Read, verify (file type and size, safetensors header, format, config, finite weights) and
+    load the checkpoint to serve onto its device; a `CheckpointError` with a one-line message if
+    any of that fails."""
+    try:
+        return load_generator(settings.checkpoint, settings.device, settings.checkpoint_max_bytes)
+    except CheckpointError as exc:
+        raise CheckpointError(_one_line(str(exc))) from exc
+    except (RuntimeError, AssertionError) as exc:  # torch: an unusable device, out of memory
+        raise CheckpointError(
+            f"{settings.checkpoint}: cannot load onto device {settings.device!r}: "
+            f"{_one_line(str(exc) or type(exc).__name__)}"
+        ) from exc
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _failed(state: ServerState, message: str) -> None:
     """Stay up and say why in /readyz (503), rather than crash-looping under an orchestrator."""
     state.load_error = message
@@ -45,11 +67,13 @@ def _failed(state: ServerState, message: str) -> None:
 
 async def _load(state: ServerState) -> None:
     settings = state.settings
-    try:
-        ckpt = await asyncio.to_thread(load_generator, settings.checkpoint, settings.device)
-    except Exception as exc:
-        _failed(state, f"cannot load the checkpoint: {exc}")
-        return
+    ckpt, state.preloaded = state.preloaded, None
+    if ckpt is None:
+        try:
+            ckpt = await asyncio.to_thread(load_checkpoint, settings)
+        except Exception as exc:
+            _failed(state, f"cannot load the checkpoint: {exc}")
+            return
     queue = RenderQueue(
         CanvasRenderer(ckpt.generator),
         state.metrics,
@@ -108,7 +132,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.cache.close()
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, checkpoint: LoadedCheckpoint | None = None) -> FastAPI:
+    """The app serving `settings`; `checkpoint`, if given, is `load_checkpoint(settings)`'s result
+    (so a bad file was refused before anything listened); else the lifespan loads it."""
     app = FastAPI(
         title="infinitygan tile server",
         summary="An infinite, seamless GAN-generated landscape as XYZ map tiles",
@@ -116,7 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
         # Our own Prometheus metrics instead; the OpenTelemetry probe costs ~30 us per request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    state = ServerState(settings)
+    state = ServerState(settings, checkpoint)
     app.state.server = state
     install_error_handlers(app)
     for module in (tiles, tilejson, prefetch, health, viewer):

@@ -8,6 +8,7 @@ counted, and pauses Redis for `redis_retry_s`, after which the next call reconne
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -95,7 +96,17 @@ class RedisTier:
 
     @property
     def available(self) -> bool:
+        """Not in the pause after an error; says nothing about whether Redis is up now."""
         return time.monotonic() >= self._down_until
+
+    async def ping(self, timeout_s: float) -> bool:
+        """Whether Redis answers PING within `timeout_s`, now (for /readyz). A probe only: it
+        neither counts as an error nor starts or ends the pause the tile path observes."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                return bool(await self.client.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
 
     async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T | None:
         if not self.available:

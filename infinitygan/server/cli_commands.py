@@ -13,7 +13,9 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
-from .app import create_app
+from infinitygan.model.checkpoint import CheckpointError
+
+from .app import create_app, load_checkpoint
 from .metrics import log_config
 from .settings import Settings
 from .uvicorn_config import uvicorn_config
@@ -32,8 +34,13 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"invalid server settings (INFINITYGAN_* / REDIS_URL):\n{exc}", file=sys.stderr)
         return 2
+    try:  # verified and loaded once, before binding: a bad checkpoint exits here, like nginx -t
+        checkpoint = load_checkpoint(settings)
+    except CheckpointError as exc:
+        print(f"infinitygan serve: error: {exc}", file=sys.stderr)
+        return 2
     config = uvicorn_config(
-        create_app(settings),
+        create_app(settings, checkpoint),
         settings,
         host=args.host,
         port=args.port,
@@ -73,7 +80,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument(
         "--forwarded-allow-ips",
         default="127.0.0.1",
-        help="proxies trusted for X-Forwarded-* (comma list or *), for TileJSON URLs",
+        help="proxies trusted for X-Forwarded-For/-Proto (comma list or *): client addresses",
     )
     parser.set_defaults(func=_serve)
     return parser

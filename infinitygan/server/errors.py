@@ -1,9 +1,10 @@
 """Typed domain errors and the one table that maps them to HTTP statuses.
 
-Malformed input is a 400, a well-formed address outside what we serve is a 404, overload is a
-503 with `Retry-After`; a request past the server's size or time limits gets 408, 413 or 431.
-Plain exceptions, importing nothing: tile addressing and the prefetch client raise them without
-loading FastAPI; `error_handlers` turns them into responses.
+A path that names nothing we serve is a 404, whatever is wrong with it: malformed, not the
+canonical spelling, or outside the served pyramid (the code says which). A malformed request
+body is a 400; overload is a 503 with `Retry-After`; a request past the server's size or time
+limits gets 408, 413 or 431. Plain exceptions, importing nothing: tile addressing and the
+prefetch client raise them without loading FastAPI; `error_handlers` turns them into responses.
 """
 
 from __future__ import annotations
@@ -24,14 +25,6 @@ class BadRequest(ApiError):
     code = "bad_request"
 
 
-class MalformedTile(BadRequest):
-    code = "malformed_tile"
-
-
-class InvalidSeed(BadRequest):
-    code = "invalid_seed"
-
-
 class InvalidPrefetch(BadRequest):
     code = "invalid_prefetch"
 
@@ -42,6 +35,16 @@ class PrefetchTooLarge(BadRequest):
 
 class NotFound(ApiError):
     code = "not_found"
+
+
+class MalformedTile(NotFound):
+    """Not a tile address in its canonical spelling (`/tiles/1/8/-0/0.png`, `05`, `+1`)."""
+
+    code = "malformed_tile"
+
+
+class InvalidSeed(NotFound):
+    code = "invalid_seed"
 
 
 class ZoomOutOfRange(NotFound):

@@ -5,8 +5,8 @@ Most tile requests are cache hits, and FastAPI's per-request work (routing, para
 dependency and response machinery) costs several times what a hit itself costs. This middleware
 recognises `/tiles/{seed}/{z}/{x}/{y}.png` with one regular expression, checks the address with
 the same functions as `TileGrid.parse`, and answers through the same `answer_tile` as the route,
-errors included. Other spellings (`.PNG`, a malformed address) and requests before the model is
-loaded fall through unchanged to the route.
+errors included. Anything else (a non-canonical spelling, a malformed address) and requests
+before the model is loaded fall through unchanged to the route, which answers the 404s.
 """
 
 from __future__ import annotations
@@ -26,9 +26,12 @@ from .state import ServerState
 from .tile_answer import answer_tile
 from .tiling import TILE_ROUTE, TileAddress, parse_seed
 
-# The canonical spelling only: every match is well-formed for `TileGrid.parse` (its digit
+# The canonical spelling only: every match is one `TileGrid.parse` accepts (its canonical digit
 # patterns, format "png"); whether the numbers are in range is checked after matching.
-_TILE_PATH = re.compile(r"/tiles/([0-9]{1,19})/([0-9]{1,4})/(-?[0-9]{1,19})/(-?[0-9]{1,19})\.png")
+_TILE_PATH = re.compile(
+    r"/tiles/(0|[1-9][0-9]{0,18})/(0|[1-9][0-9]{0,3})"
+    r"/(0|-?[1-9][0-9]{0,18})/(0|-?[1-9][0-9]{0,18})\.png"
+)
 
 
 class TileFastPath:

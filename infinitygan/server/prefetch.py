@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from infinitygan.bounds import MAX_SEED
 
@@ -32,13 +32,18 @@ log = logging.getLogger(__name__)
 
 
 class PrefetchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict types: JSON integers only, never `true`, `1.0` or `"1"` coerced into one."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     seed: int = Field(ge=0, lt=MAX_SEED)
     minzoom: int = Field(ge=0)
     maxzoom: int = Field(ge=0)
-    bbox: tuple[int, int, int, int] = Field(
-        description="[min_x, min_y, max_x, max_y], inclusive tile coordinates at maxzoom"
+    # FastAPI validates the parsed JSON as Python objects, where a strict tuple refuses the
+    # JSON array (a list); only the container is lax, its items are strict integers.
+    bbox: tuple[StrictInt, StrictInt, StrictInt, StrictInt] = Field(
+        strict=False,
+        description="[min_x, min_y, max_x, max_y], inclusive tile coordinates at maxzoom",
     )
 
 

@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from infinitygan.model.checkpoint import DEFAULT_CHECKPOINT
+from infinitygan.model.checkpoint import DEFAULT_CHECKPOINT, MAX_CHECKPOINT_BYTES
 
 MAX_NATIVE_ZOOM = 30  # zoom numbers are labels; this only keeps 2**zoom arithmetic sane
 MAX_ZOOM_DEPTH = 8  # a tile at maxzoom - 8 averages 4**8 = 65,536 native tiles
@@ -25,6 +26,9 @@ class Settings(BaseSettings):
     )
 
     checkpoint: Path = Field(Path(DEFAULT_CHECKPOINT), description="generator checkpoint to serve")
+    checkpoint_max_bytes: int = Field(
+        MAX_CHECKPOINT_BYTES, ge=1, description="a larger checkpoint file is refused unread"
+    )
     device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1, ...")
     redis_url: str | None = Field(
         None,
@@ -55,6 +59,10 @@ class Settings(BaseSettings):
     render_timeout_s: float = Field(60.0, gt=0, description="longest wait for one tile")
     encode_threads: int = Field(2, ge=1, description="PNG encoder threads")
     cors_origins: list[str] = Field(["*"], description='JSON list, e.g. ["https://a.example"]')
+    public_url: str | None = Field(
+        None,
+        description="base of TileJSON tile URLs, e.g. https://tiles.example; unset = /tiles/...",
+    )
     prefetch_max_tiles: int = Field(100_000, ge=1, description="largest prefetch job (tiles)")
     prefetch_concurrency: int = Field(8, ge=1, description="metatiles in flight per job")
     prefetch_max_jobs: int = Field(4, ge=1, description="prefetch jobs running at once")
@@ -79,6 +87,29 @@ class Settings(BaseSettings):
     prefetch_max_body_bytes: int = Field(
         16 << 10, ge=256, description="POST /prefetch body bound (other routes take none) -> 413"
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        """An absolute http(s) URL, perhaps with a path prefix; nothing a client would misread."""
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.query
+            or parts.fragment
+            or not value.isascii()
+            or any(c.isspace() or c in '{}"<>\\^`|' for c in value)
+        ):
+            raise ValueError(
+                "public_url must be an absolute http(s) URL without user, query or fragment, "
+                f"e.g. https://tiles.example or https://example.org/map; got {value!r}"
+            )
+        _ = parts.port  # ValueError for a port that is not a number in 0..65535
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _zoom_range(self) -> Settings:

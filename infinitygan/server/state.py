@@ -36,8 +36,9 @@ class Loaded:
 class ServerState:
     """Everything the routes reach through `request.app.state.server`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, checkpoint: LoadedCheckpoint | None = None) -> None:
         self.settings = settings
+        self.preloaded = checkpoint  # handed over by `serve`, which verified it before binding
         self.metrics = Metrics()
         self.grid = TileGrid(settings.minzoom, settings.maxzoom, settings.metatile)
         self.cache = TileCache(settings, self.metrics)

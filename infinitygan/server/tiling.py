@@ -33,12 +33,15 @@ TILE_ROUTE = "/tiles/{seed}/{z}/{x}/{y_fmt}"
 # The tile URL carries the checkpoint version (TileJSON `?v=`): a tile never changes.
 TILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
-# ASCII digits only (`\d` would accept other scripts' digits); the lengths only bound parsing:
-# a well-formed number beyond the served range is a 404, checked after parsing.
-_SEED = re.compile(r"[0-9]{1,19}")
-_ZOOM = re.compile(r"[0-9]{1,4}")
-_COORD = re.compile(r"-?[0-9]{1,19}")
+# One spelling per tile: canonical decimal, ASCII digits only (`\d` would accept other scripts'
+# digits), no sign '+', no leading zeros, no '-0', no whitespace; other spellings are 404s, so
+# no two URLs (each `immutable` in caches) are the same tile. The lengths only bound parsing:
+# a canonical number beyond the served range is a 404 too, checked after parsing.
+_SEED = re.compile(r"0|[1-9][0-9]{0,18}")
+_ZOOM = re.compile(r"0|[1-9][0-9]{0,99}")
+_COORD = re.compile(r"0|-?[1-9][0-9]{0,99}")
 _NAME = re.compile(r"(?P<y>[^.]*)\.(?P<fmt>[A-Za-z0-9]{1,8})")
+_NUMBER = re.compile(r"\s*[-+]?[0-9]{1,100}\s*", re.ASCII)  # int() reads it: a non-canonical one
 
 
 class PixelBox(NamedTuple):
@@ -68,9 +71,18 @@ class Metatile:
     my: int
 
 
+def _canonical_hint(text: str) -> str:
+    if _NUMBER.fullmatch(text):
+        return f" (the canonical spelling is {int(text)})"
+    return ""
+
+
 def parse_seed(text: str) -> int:
     if not _SEED.fullmatch(text):
-        raise InvalidSeed(f"seed must be a decimal integer 0 <= seed < 2**63, got {text!r}")
+        raise InvalidSeed(
+            "seed must be a canonical decimal integer 0 <= seed < 2**63, "
+            f"got {text!r}{_canonical_hint(text)}"
+        )
     seed = int(text)
     if seed >= MAX_SEED:
         raise InvalidSeed(f"seed must be < 2**63, got {text}")
@@ -79,7 +91,9 @@ def parse_seed(text: str) -> int:
 
 def _parse_int(pattern: re.Pattern[str], what: str, text: str) -> int:
     if not pattern.fullmatch(text):
-        raise MalformedTile(f"{what} must be a decimal integer, got {text!r}")
+        raise MalformedTile(
+            f"{what} must be a canonical decimal integer, got {text!r}{_canonical_hint(text)}"
+        )
     return int(text)
 
 
@@ -127,7 +141,8 @@ class TileGrid:
         return addr
 
     def parse(self, seed: str, z: str, x: str, name: str) -> tuple[TileAddress, str]:
-        """Path parts of /tiles/{seed}/{z}/{x}/{y}.{fmt} -> (address, format)."""
+        """Path parts of /tiles/{seed}/{z}/{x}/{y}.{fmt} -> (address, format); any other
+        spelling, and any address outside the pyramid, raises a `NotFound`."""
         match = _NAME.fullmatch(name)
         if match is None:
             raise MalformedTile(f"tile name must look like '{{y}}.png', got {name!r}")
@@ -137,8 +152,8 @@ class TileGrid:
             _parse_int(_COORD, "x", x),
             _parse_int(_COORD, "y", match["y"]),
         )
-        fmt = match["fmt"].lower()
-        if fmt not in FORMATS:
+        fmt = match["fmt"]
+        if fmt not in FORMATS:  # lower case only: `.PNG` would be a second URL of the tile
             raise UnknownFormat(f"format {fmt!r} is not served; use one of {list(FORMATS)}")
         return self.check(addr), fmt
 

@@ -4,6 +4,7 @@ can be wrong becomes a CheckpointError that names the file (and nothing is ever 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -81,7 +82,30 @@ def _expect_error(path: Path, match: str) -> None:
 
 def test_missing_file_and_directory(tmp_path: Path) -> None:
     _expect_error(tmp_path / "nope.safetensors", "no such checkpoint file")
-    _expect_error(tmp_path, "cannot read checkpoint")
+    _expect_error(tmp_path, "cannot read checkpoint: a directory, not a regular file")
+
+
+def test_special_files_are_refused_without_reading(tmp_path: Path) -> None:
+    """A FIFO would block the reader forever and /dev/zero never ends: both are refused by
+    type, at once (this test would hang, or run out of memory, if either were read)."""
+    fifo = tmp_path / "ckpt.fifo"
+    os.mkfifo(fifo)
+    _expect_error(fifo, "a FIFO, not a regular file")
+    _expect_error(Path("/dev/zero"), "a character device, not a regular file")
+    link = tmp_path / "zero.safetensors"
+    link.symlink_to("/dev/zero")  # a symlink is followed, and what it points to is checked
+    _expect_error(link, "a character device, not a regular file")
+
+
+def test_size_bound(saved: tuple[Path, str, Generator], tmp_path: Path) -> None:
+    path, version, _ = saved
+    size = path.stat().st_size
+    assert ck.load_generator(path, device="cpu", max_bytes=size).version == version
+    with pytest.raises(ck.CheckpointError, match=f"larger than the limit of {size - 1} bytes"):
+        ck.load_generator(path, device="cpu", max_bytes=size - 1)
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(path)  # a symlink to a regular file is a regular file
+    assert ck.load_generator(link, device="cpu").version == version
 
 
 @pytest.mark.parametrize(

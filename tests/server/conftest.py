@@ -20,7 +20,7 @@ import pytest
 import redis
 import uvicorn
 
-from infinitygan.model.checkpoint import load_generator
+from infinitygan.model.checkpoint import LoadedCheckpoint, load_generator
 from infinitygan.model.networks import Generator
 from infinitygan.server.app import create_app
 from infinitygan.server.settings import Settings
@@ -49,9 +49,9 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoint:
 class LiveServer:
     """`create_app(settings)` under a real uvicorn (`serve`'s configuration) in a thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, checkpoint: LoadedCheckpoint | None = None) -> None:
         self.settings = settings
-        self.app = create_app(settings)
+        self.app = create_app(settings, checkpoint)
         self._sock = free_socket()
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         # The same configuration as `infinitygan serve`: its limits and timeouts included.
@@ -110,8 +110,10 @@ def live_server() -> Iterator[Any]:
     """Factory: start servers with given settings; all are stopped after the test."""
     servers: list[LiveServer] = []
 
-    def start(settings: Settings, wait_ready: bool = True) -> LiveServer:
-        server = LiveServer(settings)
+    def start(
+        settings: Settings, wait_ready: bool = True, checkpoint: LoadedCheckpoint | None = None
+    ) -> LiveServer:
+        server = LiveServer(settings, checkpoint)
         servers.append(server)
         return server.start(wait_ready)
 

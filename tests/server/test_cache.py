@@ -1,9 +1,11 @@
 """Cache tiers: the byte-bounded LRU, and Redis dying, coming back, being flushed, and being
-shared by two replicas (one render per metatile across both, thanks to the Redis lock)."""
+shared by two replicas (one render per metatile across both, thanks to the Redis lock);
+/readyz reporting Redis as it is."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 
 import httpx
@@ -120,3 +122,47 @@ def test_two_replicas_render_each_metatile_once(
         "infinitygan_redis_lock_waits_total"
     )
     assert waits >= 1
+
+
+def test_readyz_reports_redis_as_a_ping_sees_it(
+    live_server, tiny_checkpoint: TinyCheckpoint, own_redis: RedisProcess
+) -> None:
+    """Every sample during an outage says "down" (the tier's error pause ends after
+    `redis_retry_s`, which says nothing about Redis), yet readiness stays 200; a hung Redis is
+    "down" within the short PING timeout; a restarted one is "up" again."""
+    server: LiveServer = live_server(
+        settings_for(
+            tiny_checkpoint, redis_url=own_redis.url, redis_retry_s=0.1, metatile=1, warmup=False
+        )
+    )
+
+    def sample() -> tuple[int, str, float]:
+        start = time.monotonic()
+        response = server.client.get("/readyz")
+        return response.status_code, response.json()["redis"], time.monotonic() - start
+
+    assert sample()[:2] == (200, "up")
+    own_redis.kill()
+    samples = []
+    for i in range(20):
+        samples.append(sample())
+        if i % 5 == 0:  # tile traffic meets the dead Redis too, pausing and resuming the tier
+            assert server.client.get(f"/tiles/22/8/{i}/0.png").status_code == 200
+        time.sleep(0.05)
+    assert [s[:2] for s in samples] == [(200, "down")] * 20
+    assert max(s[2] for s in samples) < 2.0
+
+    own_redis.start()  # same port
+    deadline = time.monotonic() + 10
+    while sample()[1] != "up":
+        assert time.monotonic() < deadline, "never up again after the restart"
+        time.sleep(0.05)
+
+    assert own_redis.proc is not None
+    own_redis.proc.send_signal(signal.SIGSTOP)  # alive but silent: connections hang
+    try:
+        hung = [sample() for _ in range(3)]
+    finally:
+        own_redis.proc.send_signal(signal.SIGCONT)
+    assert [s[:2] for s in hung] == [(200, "down")] * 3
+    assert max(s[2] for s in hung) < 2.0  # bounded by the 0.25 s PING timeout, not a hang

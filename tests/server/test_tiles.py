@@ -7,6 +7,9 @@ import asyncio
 import io
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -15,6 +18,7 @@ from PIL import Image
 
 from infinitygan.model.canvas import Rect, downsample_2x, render_region
 from infinitygan.model.config import PRESETS
+from infinitygan.server.fastpath import TileFastPath
 from infinitygan.server.tiling import TileAddress, content_key, etag
 from tests.conftest import assert_informative
 
@@ -137,7 +141,7 @@ def test_head_tilejson_cors_and_version(server: LiveServer) -> None:
     half = tiny.train_full_cells * tiny.pixels_per_cell // 2
     assert tj["band"] == [-half, half]
     template = tj["tiles"][0]
-    assert template.endswith(f"/tiles/15/{{z}}/{{x}}/{{y}}.png?v={server.version}")
+    assert template == f"/tiles/15/{{z}}/{{x}}/{{y}}.png?v={server.version}"  # root-relative
     versioned = server.client.get(template.format(z=8, x=0, y=0))
     assert versioned.status_code == 200
     cors = server.client.get("/tiles/15/8/0/0.png", headers={"Origin": "https://map.example"})
@@ -145,41 +149,112 @@ def test_head_tilejson_cors_and_version(server: LiveServer) -> None:
     assert "etag" in cors.headers["access-control-expose-headers"].lower()
 
 
+def test_tilejson_never_takes_its_url_from_the_request(server: LiveServer) -> None:
+    """A hostile Host (or X-Forwarded-Host) never reaches the cacheable TileJSON: the tile URL
+    is root-relative, and resolved against the TileJSON URL it is a tile of this server."""
+    hostile = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+    response = server.client.get("/tiles/18/tilejson.json", headers=hostile)
+    assert response.status_code == 200
+    assert "evil" not in response.text
+    template = response.json()["tiles"][0]
+    assert template.startswith("/tiles/18/")
+    url = httpx.URL(str(response.url)).join(template.format(z=8, x=1, y=-1))
+    assert url.host == "127.0.0.1" and server.client.get(url).status_code == 200
+
+
+def test_tilejson_with_a_configured_public_url(
+    live_server, tiny_checkpoint: TinyCheckpoint
+) -> None:
+    other = live_server(settings_for(tiny_checkpoint, public_url="https://tiles.example/map/"))
+    tj = other.client.get("/tiles/19/tilejson.json", headers={"Host": "evil.example"}).json()
+    assert tj["tiles"] == [
+        f"https://tiles.example/map/tiles/19/{{z}}/{{x}}/{{y}}.png?v={other.version}"
+    ]
+
+
+@contextmanager
+def route_only(server: LiveServer) -> Iterator[None]:
+    """Canonical tile URLs reach the FastAPI route instead of the fast path: the fast path falls
+    through while it sees no loaded model, so it is shown a state without one."""
+    app = server.app.middleware_stack
+    assert app is not None, "the server has not answered a request yet"
+    while not isinstance(app, TileFastPath):
+        app = app.app  # type: ignore[attr-defined]
+    real = app.state
+    app.state = SimpleNamespace(loaded=None)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        app.state = real
+
+
 def test_fast_path_answers_like_the_route(server: LiveServer) -> None:
-    """`.png` is answered by the pure-ASGI fast path, `.PNG` only by the FastAPI route; both call
-    the same answer function, so clients cannot tell them apart: misses, hits, 304s and errors
-    alike, whichever of the two saw the tile first."""
+    """Canonical URLs are answered by the pure-ASGI fast path; with it switched off they reach
+    the FastAPI route. Both call the same answer function, so clients cannot tell them apart:
+    misses, hits, 304s and errors alike, whichever of the two saw the tile first."""
     keys = ("etag", "cache-control", "content-type", "content-length", "retry-after")
 
     def same(path: str, *headers: tuple[str, str]) -> httpx.Response:
-        fast = server.client.get(path.replace(".PNG", ".png"), headers=list(headers))
-        route = server.client.get(path, headers=list(headers))
+        fast = server.client.get(path, headers=list(headers))
+        with route_only(server):
+            route = server.client.get(path, headers=list(headers))
         assert fast.status_code == route.status_code
         assert fast.content == route.content
         assert {k: fast.headers.get(k) for k in keys} == {k: route.headers.get(k) for k in keys}
         return fast
 
-    assert same("/tiles/16/8/-7/3.PNG").status_code == 200  # the fast path renders, route hits
-    route_miss = server.client.get("/tiles/16/8/-6/3.PNG")  # the route renders, fast path hits
-    fast_hit = same("/tiles/16/8/-6/3.PNG")
+    assert same("/tiles/16/8/-7/3.png").status_code == 200  # the fast path renders, route hits
+    with route_only(server):
+        route_miss = server.client.get("/tiles/16/8/-6/3.png")  # the route renders
+    fast_hit = same("/tiles/16/8/-6/3.png")  # ... and the fast path hits
     assert fast_hit.content == route_miss.content
     assert {k: fast_hit.headers.get(k) for k in keys} == {
         k: route_miss.headers.get(k) for k in keys
     }
     tag = route_miss.headers["etag"]
-    assert same("/tiles/16/8/-6/3.PNG", ("If-None-Match", tag)).status_code == 304
+    assert same("/tiles/16/8/-6/3.png", ("If-None-Match", tag)).status_code == 304
     # Two If-None-Match headers: both read the first, like any Starlette app.
-    twice = same("/tiles/16/8/-6/3.PNG", ("If-None-Match", '"x"'), ("If-None-Match", tag))
+    twice = same("/tiles/16/8/-6/3.png", ("If-None-Match", '"x"'), ("If-None-Match", tag))
     assert twice.status_code == 200
-    assert same(f"/tiles/16/8/-6/3.PNG?v={server.version}").status_code == 200
-    assert same("/tiles/16/8/-6/3.PNG?v=").status_code == 404  # an empty version is not ours
-    assert same("/tiles/16/8/-6/3.PNG?v=0000").json()["error"]["code"] == "unknown_version"
-    assert same("/tiles/16/9/0/0.PNG").json()["error"]["code"] == "zoom_out_of_range"
-    assert same(f"/tiles/16/8/{2**31}/0.PNG").json()["error"]["code"] == "tile_out_of_bounds"
-    assert same(f"/tiles/{2**63}/8/0/0.PNG").json()["error"]["code"] == "invalid_seed"
+    assert same(f"/tiles/16/8/-6/3.png?v={server.version}").status_code == 200
+    assert same("/tiles/16/8/-6/3.png?v=").status_code == 404  # an empty version is not ours
+    assert same("/tiles/16/8/-6/3.png?v=0000").json()["error"]["code"] == "unknown_version"
+    assert same("/tiles/16/9/0/0.png").json()["error"]["code"] == "zoom_out_of_range"
+    assert same("/tiles/16/99999/0/0.png").json()["error"]["code"] == "zoom_out_of_range"
+    assert same(f"/tiles/16/8/{2**31}/0.png").json()["error"]["code"] == "tile_out_of_bounds"
+    assert same(f"/tiles/{2**63}/8/0/0.png").json()["error"]["code"] == "invalid_seed"
     head = server.client.head("/tiles/16/8/-6/3.png")
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == route_miss.headers["content-length"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/tiles/16/8/-6/3.PNG",
+        "/tiles/16/8/-0/0.png",
+        "/tiles/16/8/0/-0.png",
+        "/tiles/016/8/-6/3.png",
+        "/tiles/16/08/-6/3.png",
+        "/tiles/16/8/-06/3.png",
+        "/tiles/16/8/+1/3.png",
+        "/tiles/16/8/%201/3.png",
+        "/tiles/16/8/1%20/3.png",
+        "/tiles/16/8/1/%093.png",
+        "/tiles/%2B16/8/1/3.png",
+    ],
+)
+def test_only_the_canonical_spelling_is_a_tile(server: LiveServer, path: str) -> None:
+    """Every other spelling of a tile is a 404 (never a second `immutable` copy in caches),
+    from the fast path's side and the route's alike."""
+    for route in (False, True):
+        with route_only(server) if route else nullcontext():
+            response = server.client.get(path)
+        assert response.status_code == 404, (route, response.text)
+        assert response.headers["cache-control"] == "no-store"
+        assert "etag" not in response.headers
+        message = response.json()["error"]["message"]
+        assert "canonical" in message or "format 'PNG'" in message, message
 
 
 def test_cors_with_an_explicit_origin_list(live_server, tiny_checkpoint: TinyCheckpoint) -> None:

@@ -29,7 +29,7 @@ GRID = TileGrid(minzoom=5, maxzoom=8, metatile=4)
 
 def test_parse_and_bounds() -> None:
     assert GRID.parse("7", "8", "-3", "12.png") == (TileAddress(7, 8, -3, 12), "png")
-    assert GRID.parse("7", "8", "-0", "0.PNG")[0] == TileAddress(7, 8, 0, 0)
+    assert GRID.parse("0", "8", "0", "0.png")[0] == TileAddress(0, 8, 0, 0)
     assert GRID.parse("0", "6", str(2**29 - 1), str(-(2**29)) + ".png")[0].x == 2**29 - 1
     with pytest.raises(TileOutOfBounds):
         GRID.parse("0", "6", str(2**29), "0.png")
@@ -37,10 +37,38 @@ def test_parse_and_bounds() -> None:
         GRID.parse("0", "4", "0", "0.png")
     with pytest.raises(UnknownFormat):
         GRID.parse("0", "8", "0", "0.webp")
-    with pytest.raises(MalformedTile):
-        GRID.parse("0", "8", " 1", "0.png")
+    with pytest.raises(ZoomOutOfRange):
+        GRID.parse("0", "99999", "0", "0.png")  # well-formed, outside the pyramid: like zoom 9
+    with pytest.raises(TileOutOfBounds):
+        GRID.parse("0", "8", "1" * 40, "0.png")
     with pytest.raises(InvalidSeed):
         GRID.parse(str(2**63), "8", "0", "0.png")
+
+
+@pytest.mark.parametrize(
+    ("seed", "z", "x", "name", "error", "hint"),
+    [
+        ("7", "8", "-0", "0.png", MalformedTile, "spelling is 0"),
+        ("7", "8", "0", "-0.png", MalformedTile, "spelling is 0"),
+        ("7", "8", "+1", "0.png", MalformedTile, "spelling is 1"),
+        ("7", "8", " 1", "0.png", MalformedTile, "spelling is 1"),
+        ("7", "8", "1", "0 .png", MalformedTile, "spelling is 0"),
+        ("7", "08", "1", "0.png", MalformedTile, "spelling is 8"),
+        ("7", "-8", "1", "0.png", MalformedTile, "spelling is -8"),
+        ("7", "8", "-012", "0.png", MalformedTile, "spelling is -12"),
+        ("05", "8", "0", "0.png", InvalidSeed, "spelling is 5"),
+        ("+5", "8", "0", "0.png", InvalidSeed, "spelling is 5"),
+        ("7", "8", "1e3", "0.png", MalformedTile, "canonical decimal integer, got '1e3'"),
+        ("7", "8", "\u0663", "0.png", MalformedTile, "canonical decimal integer"),
+        ("7", "8", "0", "0.PNG", UnknownFormat, "format 'PNG'"),
+    ],
+)
+def test_only_canonical_spellings_parse(
+    seed: str, z: str, x: str, name: str, error: type[Exception], hint: str
+) -> None:
+    """One URL per tile: every other spelling is refused (a 404), saying the canonical one."""
+    with pytest.raises(error, match=hint):
+        GRID.parse(seed, z, x, name)
 
 
 def test_geometry() -> None:
@@ -86,6 +114,27 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFINITYGAN_MINZOOM", "9")
     with pytest.raises(ValueError, match="minzoom"):
         Settings()
+
+
+def test_public_url_setting() -> None:
+    assert Settings(public_url="https://tiles.example/").public_url == "https://tiles.example"
+    assert Settings(public_url="http://10.0.0.1:8080/map").public_url == "http://10.0.0.1:8080/map"
+    assert Settings(public_url="").public_url is None
+    for bad in [
+        "tiles.example",
+        "/tiles",
+        "ftp://tiles.example",
+        "https://",
+        "https://user:pw@tiles.example",
+        "https://tiles.example/?a=1",
+        "https://tiles.example/#x",
+        "https://tiles.example:99999",
+        "https://tiles.example/{z}",
+        "https://tiles.example/a b",
+        "https://tïles.example",
+    ]:
+        with pytest.raises(ValueError, match="public_url"):
+            Settings(public_url=bad)
 
 
 def test_addressing_imports_neither_torch_nor_fastapi() -> None:

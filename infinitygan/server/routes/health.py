@@ -1,4 +1,8 @@
-"""Liveness, readiness (503 until the model is loaded and warmed) and Prometheus metrics."""
+"""Liveness, readiness (503 until the model is loaded and warmed) and Prometheus metrics.
+
+Readiness reports Redis as a short PING sees it ("up", "down", or "disabled" when unset); Redis
+down is still 200: it is an optimisation (tiles are rendered instead), not a dependency.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from ..state import server_state
 
 router = APIRouter(tags=["operations"])
 NO_STORE = {"Cache-Control": "no-store"}
+REDIS_PING_TIMEOUT_S = 0.25  # well inside an orchestrator's probe timeout (1-3 s)
 
 
 @router.get("/healthz", summary="Liveness")
@@ -24,11 +29,16 @@ async def readyz(request: Request) -> JSONResponse:
     state = server_state(request)
     loaded = state.require()
     redis = state.cache.redis
+    if redis is None:
+        redis_status = "disabled"
+    else:
+        timeout = min(REDIS_PING_TIMEOUT_S, state.settings.redis_timeout_s)
+        redis_status = "up" if await redis.ping(timeout) else "down"
     return JSONResponse(
         {
             "status": "ready",
             "checkpoint_version": loaded.service.version,
-            "redis": "disabled" if redis is None else ("up" if redis.available else "down"),
+            "redis": redis_status,
         },
         headers=NO_STORE,
     )

@@ -1,5 +1,11 @@
 """GET /tiles/{seed}/tilejson.json: TileJSON 3.0.0 with a checkpoint-versioned tile URL.
 
+The tile URL never comes from the request (its `Host` is whatever the client says, and the
+answer is cacheable): it is `INFINITYGAN_PUBLIC_URL` + `/tiles/...` when that is set, else the
+root-relative `/tiles/...`, which our viewer and prefetch client resolve against the TileJSON
+URL. TileJSON 3.0.0 asks for absolute URLs, and MapLibre GL does not resolve relative ones: set
+the public URL when such clients use the server.
+
 Beside the standard fields: `checkpoint_version`, and `band`, the canvas rows [y0, y1) the
 model was trained on (native-zoom pixels), which the viewer opens on."""
 
@@ -20,7 +26,7 @@ async def get_tilejson(request: Request, seed: str) -> JSONResponse:
     loaded = state.require()
     service = loaded.service
     s = parse_seed(seed)
-    base = str(request.base_url).rstrip("/")
+    base = state.settings.public_url or ""
     doc = {
         "tilejson": "3.0.0",
         "name": f"infinitygan seed {s}",

@@ -1,8 +1,10 @@
-"""GET/HEAD /tiles/{seed}/{z}/{x}/{y}.{fmt}: every spelling of a tile address.
+"""GET/HEAD /tiles/{seed}/{z}/{x}/{y}.png: one tile, under exactly one URL.
 
-The canonical spelling (`.png`, with the model loaded) is usually answered by the fast path in
-front of FastAPI; both parse the address and then call the same `answer_tile`. This route parses
-every other spelling and owns the errors of malformed addresses.
+Only the canonical decimal spelling names a tile (`/tiles/1/8/-3/0.png`); any other spelling
+(`-0`, `05`, `+1`, whitespace, `.PNG`) is a 404, as is an address outside the served pyramid. With
+the model loaded, the fast path in front of FastAPI usually answers the canonical spelling; both
+parse the address and then call the same `answer_tile`. This route answers the rest, chiefly the
+404s of every other path under /tiles/{seed}/{z}/{x}/.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ router = APIRouter(tags=["tiles"])
     TILE_ROUTE,
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 304: {"description": "Not Modified"}},
-    summary="One 256x256 tile (HEAD works too); y_fmt is '{y}.png'; x and y are signed.",
+    summary="One 256x256 tile (HEAD too); y_fmt is '{y}.png'; canonical decimals, x, y signed.",
 )
 @router.head(TILE_ROUTE, include_in_schema=False)
 async def get_tile(
