@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .error_handlers import api_error_response
-from .errors import ApiError, HeaderFieldsTooLarge, RequestTimeout, TooManyConnections
+from .errors import ApiError, BadRequest, HeaderFieldsTooLarge, RequestTimeout, TooManyConnections
 from .settings import Settings
 
 _LINE_OVERHEAD = 4  # ": " and CRLF around each header field
@@ -122,13 +122,19 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 return True
         return False
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes it cannot parse (request line, headers, chunked encoding):
+        the JSON body and `no-store` of every other error, instead of plain text."""
+        self._refuse(BadRequest(msg))
+
     def _refuse(self, exc: ApiError, answer: bool = True) -> None:
-        """Answer `exc` (unless a response is in progress on this connection) and close."""
+        """Answer `exc` (unless a response has begun on this connection) and close."""
         self._refused = True
         self._cancel_head_timer()
         if self.transport.is_closing():
             return
-        if answer and (self.cycle is None or self.cycle.response_complete):
+        cycle = self.cycle
+        if answer and (cycle is None or not cycle.response_started or cycle.response_complete):
             self.transport.write(error_bytes(exc, self.server_state.default_headers))
         self.transport.close()
 

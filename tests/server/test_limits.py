@@ -400,3 +400,20 @@ def test_connections_past_the_bound_503(
         sock.close()
     busy[0].close()
     assert_healthz_fast(server)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"NOT A REQUEST LINE\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n",
+        b"POST /prefetch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["request-line", "header", "chunked"],
+)
+def test_unparseable_requests_get_the_json_error(server: LiveServer, raw: bytes) -> None:
+    with connect(server) as sock:
+        sock.sendall(raw)
+        answer = parse(read_until_closed(sock))
+    assert_error(answer, 400, "bad_request")
+    assert_healthz_fast(server)
