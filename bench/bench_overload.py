@@ -34,7 +34,7 @@ from machine import cpu_flags, cpu_name, paused  # bench/, beside this script
 from revisions import ROOT, describe, exported, git
 
 sys.path.insert(0, str(ROOT))
-from tests.server.harness import free_port, metric_value
+from tests.server.harness import free_port, metric_value, wait_ready
 
 
 class Served:
@@ -44,21 +44,13 @@ class Served:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         code = "import sys; from infinitygan.cli import main; sys.exit(main())"
+        environ = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # embedded cache
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code, "serve", "--port", str(self.port), "--log-level", "error"],
             cwd=tree,
-            env={**os.environ, **env, "PYTHONPATH": str(tree)},
+            env={**environ, **env, "PYTHONPATH": str(tree)},
         )
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"the server of {tree} did not become ready")
-            time.sleep(0.2)
+        wait_ready(self.url, self.proc, timeout_s=300)
 
     def metric(self, name: str) -> float:
         return metric_value(httpx.get(f"{self.url}/metrics", timeout=10).text, name)
@@ -111,10 +103,9 @@ def settle(server: Served) -> float:
 
 
 def measure(tree: Path, args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    env = {"INFINITYGAN_RENDER_TIMEOUT_S": str(args.timeout), "REDIS_URL": ""}
+    env = {"INFINITYGAN_RENDER_TIMEOUT_S": str(args.timeout)}
     if args.checkpoint:
         env["INFINITYGAN_CHECKPOINT"] = str(Path(args.checkpoint).resolve())
-    env = {k: v for k, v in env.items() if v}
     server = Served(tree, env)
     try:
         before = server.metric("infinitygan_rendered_metatiles_total")

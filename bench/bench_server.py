@@ -44,6 +44,7 @@ from tests.server.harness import (  # noqa: E402
     RedisProcess,
     free_port,
     metric_value,
+    wait_ready,
     write_tiny_checkpoint,
 )
 
@@ -124,17 +125,7 @@ class Server:
             ],
             cwd=ROOT,
         )
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.2)
-        self.version = httpx.get(f"{self.url}/readyz").json()["checkpoint_version"]
+        self.version = wait_ready(self.url, self.proc, timeout_s=300).json()["checkpoint_version"]
         self.pid = self.proc.pid
 
     def metric(self, name: str) -> float:

@@ -24,13 +24,12 @@ from .service import TileService
 from .settings import Settings
 from .state import ServerState
 from .tile_answer import answer_tile
-from .tiling import TILE_ROUTE, TileAddress, parse_seed
+from .tiling import COORD_PATTERN, SEED_PATTERN, TILE_ROUTE, ZOOM_PATTERN, TileAddress, parse_seed
 
-# The canonical spelling only: every match is one `TileGrid.parse` accepts (its canonical digit
-# patterns, format "png"); whether the numbers are in range is checked after matching.
+# The canonical spelling only, from the same digit patterns as `TileGrid.parse` (format "png"):
+# every match is one it accepts; whether the numbers are in range is checked after matching.
 _TILE_PATH = re.compile(
-    r"/tiles/(0|[1-9][0-9]{0,18})/(0|[1-9][0-9]{0,3})"
-    r"/(0|-?[1-9][0-9]{0,18})/(0|-?[1-9][0-9]{0,18})\.png"
+    rf"/tiles/({SEED_PATTERN})/({ZOOM_PATTERN})/({COORD_PATTERN})/({COORD_PATTERN})\.png"
 )
 
 

@@ -37,9 +37,12 @@ TILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 # digits), no sign '+', no leading zeros, no '-0', no whitespace; other spellings are 404s, so
 # no two URLs (each `immutable` in caches) are the same tile. The lengths only bound parsing:
 # a canonical number beyond the served range is a 404 too, checked after parsing.
-_SEED = re.compile(r"0|[1-9][0-9]{0,18}")
-_ZOOM = re.compile(r"0|[1-9][0-9]{0,99}")
-_COORD = re.compile(r"0|-?[1-9][0-9]{0,99}")
+SEED_PATTERN = r"0|[1-9][0-9]{0,18}"
+ZOOM_PATTERN = r"0|[1-9][0-9]{0,99}"
+COORD_PATTERN = r"0|-?[1-9][0-9]{0,99}"
+_SEED = re.compile(SEED_PATTERN)
+_ZOOM = re.compile(ZOOM_PATTERN)
+_COORD = re.compile(COORD_PATTERN)
 _NAME = re.compile(r"(?P<y>[^.]*)\.(?P<fmt>[A-Za-z0-9]{1,8})")
 _NUMBER = re.compile(r"\s*[-+]?[0-9]{1,100}\s*", re.ASCII)  # int() reads it: a non-canonical one
 
@@ -175,9 +178,11 @@ class TileGrid:
         """How many metatiles hold the native tiles that a tile at any zoom covers: the most
         renders building it can cost (fewer where some are cached)."""
         span = 1 << (self.maxzoom - addr.z)  # native tiles per side
-        m = self.metatile
-        per_side = (addr.x * span + span - 1) // m - (addr.x * span) // m + 1
-        return per_side * ((addr.y * span + span - 1) // m - (addr.y * span) // m + 1)
+
+        def across(c: int) -> int:  # metatile columns (or rows) from native c*span to c*span+span-1
+            return (c * span + span - 1) // self.metatile - (c * span) // self.metatile + 1
+
+        return across(addr.x) * across(addr.y)
 
     def metatile_tiles(self, meta: Metatile) -> list[TileAddress]:
         """Row-major: index j * M + i is the tile in row j, column i of the metatile image."""

@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,6 +56,24 @@ def write_tiny_checkpoint(path: Path) -> str:
 
     torch.set_num_threads(threads)  # that import pins the test suite to one thread; not us
     return save_checkpoint(path, nontrivial_generator("tiny", 0))
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> httpx.Response:
+    """Poll `url`/readyz of the server `proc` runs until it answers 200 (that answer); raise if
+    the process exits first or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server at {url} exited with status {proc.returncode}")
+        try:
+            ready = httpx.get(f"{url}/readyz", timeout=2)
+            if ready.status_code == 200:
+                return ready
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the server at {url} was not ready within {timeout_s:g}s")
+        time.sleep(0.1)
 
 
 class RedisProcess:

@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from safetensors.torch import load_file, save_file
 
@@ -25,7 +24,7 @@ from infinitygan.model.config import PRESETS
 from infinitygan.server.app import load_checkpoint
 
 from .conftest import TinyCheckpoint, settings_for
-from .harness import free_port
+from .harness import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 # Typically 5 s on a 2-core machine busy with training, nearly all of it importing torch; the
@@ -41,9 +40,8 @@ class ServeRun:
     connected: bool  # did anything ever accept a connection on its port
 
 
-def serve(checkpoint: Path, **env: str) -> ServeRun:
-    """Run `infinitygan serve` on a free port; poll that port the whole time it runs."""
-    port = free_port()
+def start_serve(checkpoint: Path, port: int, **env: str) -> subprocess.Popen[str]:
+    """`infinitygan serve` of `checkpoint` on `port`, on the CPU, without Redis; stderr piped."""
     environ = {
         **{k: v for k, v in os.environ.items() if not k.startswith("INFINITYGAN_")},
         "PYTHONPATH": str(ROOT),
@@ -53,8 +51,7 @@ def serve(checkpoint: Path, **env: str) -> ServeRun:
         **env,
     }
     environ.pop("REDIS_URL", None)
-    start = time.monotonic()
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "infinitygan.cli", "serve", "--port", str(port)],
         env=environ,
         cwd=ROOT,
@@ -62,6 +59,13 @@ def serve(checkpoint: Path, **env: str) -> ServeRun:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def serve(checkpoint: Path, **env: str) -> ServeRun:
+    """Run `infinitygan serve` on a free port; poll that port the whole time it runs."""
+    port = free_port()
+    start = time.monotonic()
+    proc = start_serve(checkpoint, port, **env)
     connected = threading.Event()
 
     def probe() -> None:
@@ -193,35 +197,9 @@ def test_good_checkpoint_serves(tiny_checkpoint: TinyCheckpoint) -> None:
     """The positive control: the same command with a good file becomes ready, then shuts down
     cleanly on SIGTERM (uvicorn drains, then re-raises the signal it caught: status -SIGTERM)."""
     port = free_port()
-    environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("INFINITYGAN_")},
-        "PYTHONPATH": str(ROOT),
-        "OMP_NUM_THREADS": "1",
-        "INFINITYGAN_CHECKPOINT": str(tiny_checkpoint.path),
-        "INFINITYGAN_DEVICE": "cpu",
-        "INFINITYGAN_METATILE": "1",
-    }
-    environ.pop("REDIS_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "infinitygan.cli", "serve", "--port", str(port)],
-        env=environ,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_serve(tiny_checkpoint.path, port, INFINITYGAN_METATILE="1")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.communicate()[1]
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "never ready"
-            time.sleep(0.1)
+        ready = wait_ready(f"http://127.0.0.1:{port}", proc, timeout_s=120)
         assert ready.json()["checkpoint_version"] == tiny_checkpoint.version
     finally:
         proc.send_signal(signal.SIGTERM)
