@@ -95,9 +95,11 @@ def _load_optimizer(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
     load_state_dict takes every group setting from the file, the kernel choice too (a state
     saved by an older version would switch the fused Adam back to its per-op loop), and keeps
     the file's contiguous layout for the moments, while the fused kernel needs them laid out
-    like their (channels_last) parameters. The run's numbers come from the file; the kernel
-    and the layout stay this code's."""
-    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in opt.param_groups]
+    like their (channels_last) parameters. The moments come from the file; the kernel, the
+    layout and the run settings (learning rate and betas, so `--lr` can decay a resumed run)
+    stay this code's."""
+    kept = ("fused", "foreach", "lr", "betas")
+    kernels = [{k: g[k] for k in kept if k in g} for g in opt.param_groups]
     opt.load_state_dict(saved)
     for group, chosen in zip(opt.param_groups, kernels, strict=True):
         group.update(chosen)

@@ -4,6 +4,7 @@ fail clearly."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -43,6 +44,33 @@ def test_save_then_resume_continues_bit_for_bit(data_dir: Path, tmp_path: Path) 
     differ = [k for k in expect if not torch.equal(got[k], expect[k])]
     assert not differ, differ[:5]
     assert resumed_state.step == state.step and resumed_state.images_seen == state.images_seen
+
+
+def test_a_resumed_run_takes_its_learning_rate_from_the_command_line(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """A late learning-rate decay is a resume with a smaller `--lr`: the moments come from the
+    file, the learning rate (with its lazy-regularisation correction) from the new config."""
+    cfg = tiny_cfg(data_dir, tmp_path)
+    state = new_state(cfg, CPU)
+    run_steps(state, PatchSampler(data_dir, TINY), 2)
+    path = tmp_path / "state.safetensors"
+    save_state(state, path)
+    decayed = dataclasses.replace(cfg, lr=cfg.lr / 4)
+    resumed = load_state(path, decayed, CPU)
+    phases = iteration_phases(resumed.cfg)
+    for opt, before, reg in (
+        (resumed.opt_g, state.opt_g, phases.g_reg),
+        (resumed.opt_d, state.opt_d, phases.d_reg),
+    ):
+        expect = lazy_adam([torch.nn.Parameter(torch.zeros(1))], decayed.lr, reg).param_groups[0]
+        assert opt.param_groups[0]["lr"] == pytest.approx(expect["lr"])
+        assert opt.param_groups[0]["lr"] == pytest.approx(before.param_groups[0]["lr"] / 4)
+        moments = [st["exp_avg"] for st in opt.state.values()]
+        assert moments and all(
+            torch.equal(m, b["exp_avg"])
+            for m, b in zip(moments, before.state.values(), strict=True)
+        )
 
 
 def test_a_state_holds_the_resolved_config(data_dir: Path, tmp_path: Path) -> None:
