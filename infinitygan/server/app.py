@@ -25,6 +25,7 @@ from infinitygan.model.checkpoint import CheckpointError, LoadedCheckpoint, load
 from .body_limits import RequestBodyLimits
 from .cors import CorsMiddleware
 from .demand import Demand, Priority
+from .encode import served_encodings
 from .error_handlers import install_error_handlers
 from .fastpath import TileFastPath
 from .metrics import MetricsMiddleware
@@ -74,6 +75,7 @@ async def _load(state: ServerState) -> None:
         except Exception as exc:
             _failed(state, f"cannot load the checkpoint: {exc}")
             return
+    encodings = served_encodings(settings.webp_quality, settings.jpeg_quality)
     queue = RenderQueue(
         CanvasRenderer(ckpt.generator),
         state.metrics,
@@ -89,7 +91,8 @@ async def _load(state: ServerState) -> None:
         if settings.warmup:  # first-call allocations happen here, not in a user's request
             size = TILE_SIZE * settings.metatile
             image = await queue.render(0, Rect(0, 0, size, size), Demand(Priority.INTERACTIVE, 1))
-            await state.codec.encode_many(split_metatile(image, settings.metatile)[:1])
+            tile = split_metatile(image, settings.metatile)[0]
+            await state.codec.encode_many([(e, tile) for e in encodings.values()])
     except BaseException as exc:
         queue.stop(timeout=0)  # the daemon worker exits after the batch it may be running
         if not isinstance(exc, Exception):
@@ -104,6 +107,8 @@ async def _load(state: ServerState) -> None:
         state.codec,
         state.metrics,
         lock_ttl_s=settings.render_timeout_s,
+        encodings=encodings,
+        advertised=settings.tile_format,
     )
     state.loaded = Loaded(ckpt, queue, service, PrefetchManager(service, settings, state.metrics))
     log.info(

@@ -3,11 +3,10 @@ nginx's proxy_cache in front of an app server).
 
 Most tile requests are cache hits, and FastAPI's per-request work (routing, parameter parsing,
 dependency and response machinery) costs several times what a hit itself costs. This middleware
-recognises `/tiles/{seed}/{z}/{x}/{y}.png` with one regular expression, checks the address with
-the same functions as `TileGrid.parse`, and answers through the same `answer_tile` as the route,
-errors included. Anything else (a non-canonical spelling, a malformed address) and requests
-before the model is loaded fall through unchanged to the route, which answers the 404s.
-"""
+recognises `/tiles/{seed}/{z}/{x}/{y}.{fmt}` with one regular expression, checks the address
+with the same functions as `TileGrid.parse`, and answers through the same `answer_tile` as the
+route, errors included. Anything else (a non-canonical spelling, a malformed address) and
+requests before the model is loaded fall through unchanged to the route, which answers the 404s."""
 
 from __future__ import annotations
 
@@ -24,12 +23,21 @@ from .service import TileService
 from .settings import Settings
 from .state import ServerState
 from .tile_answer import answer_tile
-from .tiling import COORD_PATTERN, SEED_PATTERN, TILE_ROUTE, ZOOM_PATTERN, TileAddress, parse_seed
+from .tiling import (
+    COORD_PATTERN,
+    FORMATS,
+    SEED_PATTERN,
+    TILE_ROUTE,
+    ZOOM_PATTERN,
+    TileAddress,
+    parse_seed,
+)
 
-# The canonical spelling only, from the same digit patterns as `TileGrid.parse` (format "png"):
+# The canonical spelling only, from the same digit patterns and formats as `TileGrid.parse`:
 # every match is one it accepts; whether the numbers are in range is checked after matching.
 _TILE_PATH = re.compile(
-    rf"/tiles/({SEED_PATTERN})/({ZOOM_PATTERN})/({COORD_PATTERN})/({COORD_PATTERN})\.png"
+    rf"/tiles/({SEED_PATTERN})/({ZOOM_PATTERN})/({COORD_PATTERN})/({COORD_PATTERN})"
+    rf"\.({'|'.join(FORMATS)})"
 )
 
 
@@ -59,14 +67,14 @@ class TileFastPath:
 async def _answer(
     service: TileService, settings: Settings, match: re.Match[str], scope: Scope, receive: Receive
 ) -> Response:
-    seed, z, x, y = match.groups()
+    seed, z, x, y, fmt = match.groups()
     addr = service.grid.check(TileAddress(parse_seed(seed), int(z), int(x), int(y)))
     query = scope["query_string"]
     return await answer_tile(
         service,
         settings,
         addr,
-        "png",
+        fmt,
         QueryParams(query).get("v") if query else None,
         _if_none_match(scope),
         receive,

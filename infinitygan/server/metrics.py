@@ -56,7 +56,8 @@ class Metrics:
         )
         self.encode_seconds = Histogram(
             "infinitygan_encode_seconds",
-            "PNG encoding of one tile",
+            "Encoding of one tile, by format",
+            ["format"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -46,7 +47,7 @@ class Settings(BaseSettings):
     redis_retry_s: float = Field(
         2.0, ge=0, description="after a Redis error, skip Redis this long, then reconnect"
     )
-    cache_bytes: int = Field(256 << 20, ge=0, description="in-process LRU bound (PNG bytes)")
+    cache_bytes: int = Field(256 << 20, ge=0, description="in-process LRU bound (tile bytes)")
     metatile: int = Field(4, ge=1, le=16, description="M: tiles per metatile side at maxzoom")
     maxzoom: int = Field(8, ge=0, le=MAX_NATIVE_ZOOM, description="native zoom N (1 px = 1 px)")
     minzoom: int = Field(
@@ -57,7 +58,12 @@ class Settings(BaseSettings):
     queue_prefetch: int = Field(256, ge=1, description="queued prefetch metatiles")
     retry_after_s: int = Field(1, ge=1, description="Retry-After on 503 answers")
     render_timeout_s: float = Field(60.0, gt=0, description="longest wait for one tile")
-    encode_threads: int = Field(2, ge=1, description="PNG encoder threads")
+    encode_threads: int = Field(2, ge=1, description="tile encoder threads")
+    tile_format: Literal["webp", "png", "jpg"] = Field(
+        "webp", description="the format TileJSON and the viewer use (every format is served)"
+    )
+    webp_quality: int = Field(85, ge=1, le=100, description="WebP quality (part of the ETag)")
+    jpeg_quality: int = Field(85, ge=1, le=100, description="JPEG quality (part of the ETag)")
     cors_origins: list[str] = Field(["*"], description='JSON list, e.g. ["https://a.example"]')
     public_url: str | None = Field(
         None,

@@ -11,7 +11,7 @@ from fastapi import Request
 from infinitygan.model.checkpoint import LoadedCheckpoint
 
 from .cache import TileCache
-from .encode import PngCodec
+from .encode import TileCodec
 from .errors import NotReady
 from .metrics import Metrics
 from .prefetch import PrefetchManager
@@ -42,7 +42,7 @@ class ServerState:
         self.metrics = Metrics()
         self.grid = TileGrid(settings.minzoom, settings.maxzoom, settings.metatile)
         self.cache = TileCache(settings, self.metrics)
-        self.codec = PngCodec(settings.encode_threads, self.metrics)
+        self.codec = TileCodec(settings.encode_threads, self.metrics)
         self.loaded: Loaded | None = None
         self.load_error: str | None = None
 

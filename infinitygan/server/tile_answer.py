@@ -18,31 +18,32 @@ from .demand import Priority
 from .errors import ClientClosed, RenderTimeout, UnknownVersion
 from .service import TileService
 from .settings import Settings
-from .tiling import TILE_CACHE_CONTROL, TileAddress, etag, etag_matches
+from .tiling import MEDIA_TYPES, TILE_CACHE_CONTROL, TileAddress, etag, etag_matches
 
 _CACHE_CONTROL = TILE_CACHE_CONTROL.encode()
+_CONTENT_TYPES = {fmt: media.encode() for fmt, media in MEDIA_TYPES.items()}
 
 
 class TileResponse(Response):
-    """A tile's 200 (with its PNG) or 304 (empty), sendable by FastAPI and as a plain ASGI app.
+    """A tile's 200 (with its bytes) or 304 (empty), sendable by FastAPI and as a plain ASGI app.
 
     The header block is built directly instead of through `Response.__init__`, which derives it
     from a mapping on every request: a tile's headers are always these few, and cached tiles are
     the server's hottest path.
     """
 
-    def __init__(self, tag: str, png: bytes | None) -> None:
+    def __init__(self, tag: str, fmt: str, body: bytes | None) -> None:
         self.background = None
         self.raw_headers = [(b"etag", tag.encode()), (b"cache-control", _CACHE_CONTROL)]
-        if png is None:
+        if body is None:
             self.status_code = 304
             self.body = b""
         else:
             self.status_code = 200
-            self.body = png
+            self.body = body
             self.raw_headers += [
-                (b"content-type", b"image/png"),
-                (b"content-length", b"%d" % len(png)),
+                (b"content-type", _CONTENT_TYPES[fmt]),
+                (b"content-length", b"%d" % len(body)),
             ]
 
 
@@ -63,20 +64,20 @@ async def answer_tile(
     key = service.key(addr, fmt)
     tag = etag(key)
     if etag_matches(if_none_match, tag):
-        return TileResponse(tag, None)
-    png = await service.cache.get(key)
-    if png is None:
-        png = await _render_while_connected(service, addr, receive, settings)
-    return TileResponse(tag, png)
+        return TileResponse(tag, fmt, None)
+    body = await service.cache.get(key)
+    if body is None:
+        body = await _render_while_connected(service, addr, fmt, receive, settings)
+    return TileResponse(tag, fmt, body)
 
 
 async def _render_while_connected(
-    service: TileService, addr: TileAddress, receive: Receive, settings: Settings
+    service: TileService, addr: TileAddress, fmt: str, receive: Receive, settings: Settings
 ) -> bytes:
     """Wait for the render, but give up (and stop waiting) when the client goes away or the
     timeout passes; the render queue then drops the work if nobody else wants it."""
     deadline = time.monotonic() + settings.render_timeout_s
-    render = asyncio.ensure_future(service.produce(addr, Priority.INTERACTIVE, deadline))
+    render = asyncio.ensure_future(service.produce(addr, fmt, Priority.INTERACTIVE, deadline))
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
         done, _ = await asyncio.wait(

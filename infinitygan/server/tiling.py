@@ -3,8 +3,9 @@
 At the native zoom N, tile (x, y) is canvas pixels [256x, 256x+256) x [256y, 256y+256); at
 N-d it covers 256 * 2**d pixels per side, area-averaged. Metatiles are aligned M x M blocks of
 native tiles: metatile (floor(x/M), floor(y/M)). A tile's bytes are a pure function of its
-content key (checkpoint version, seed, z, x, y, format); its ETag, its cache keys and the name
-of the lock that guards its metatile's render are all spelled from that key.
+content key (checkpoint version, seed, z, x, y, format with its encoder settings); its ETag and
+its cache keys are spelled from that key, the lock that guards its metatile's render from the
+same key without the format.
 
 Pure Python on purpose: the HTTP prefetch client reuses this module without torch or FastAPI.
 """
@@ -28,7 +29,9 @@ from .errors import (
 
 TILE_SIZE = 256
 COORD_BITS = 31  # at zoom N: -2**31 <= x, y < 2**31
-FORMATS = ("png",)
+# URL extension -> media type. Lower case only: `.PNG` would be a second URL of the same tile.
+MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg"}
+FORMATS = tuple(MEDIA_TYPES)
 TILE_ROUTE = "/tiles/{seed}/{z}/{x}/{y_fmt}"
 # The tile URL carries the checkpoint version (TileJSON `?v=`): a tile never changes.
 TILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -100,9 +103,15 @@ def _parse_int(pattern: re.Pattern[str], what: str, text: str) -> int:
     return int(text)
 
 
-def content_key(version: str, addr: TileAddress, fmt: str = "png") -> str:
-    """The name of a tile's bytes; everything that names a tile is derived from it."""
-    return f"{version}.{addr.seed}.{addr.z}.{addr.x}.{addr.y}.{fmt}"
+def tile_name(version: str, addr: TileAddress) -> str:
+    """A tile's pixels, whatever their encoding: the checkpoint version and the address."""
+    return f"{version}.{addr.seed}.{addr.z}.{addr.x}.{addr.y}"
+
+
+def content_key(version: str, addr: TileAddress, encoding: str) -> str:
+    """The name of a tile's bytes; everything that names a tile is derived from it.
+    `encoding` is the format with its settings (`Encoding.tag`: png-z1, webp-q85)."""
+    return f"{tile_name(version, addr)}.{encoding}"
 
 
 def etag(key: str) -> str:
@@ -148,7 +157,7 @@ class TileGrid:
         spelling, and any address outside the pyramid, raises a `NotFound`."""
         match = _NAME.fullmatch(name)
         if match is None:
-            raise MalformedTile(f"tile name must look like '{{y}}.png', got {name!r}")
+            raise MalformedTile(f"tile name must look like '{{y}}.webp', got {name!r}")
         addr = TileAddress(
             parse_seed(seed),
             _parse_int(_ZOOM, "zoom", z),
@@ -156,7 +165,7 @@ class TileGrid:
             _parse_int(_COORD, "y", match["y"]),
         )
         fmt = match["fmt"]
-        if fmt not in FORMATS:  # lower case only: `.PNG` would be a second URL of the tile
+        if fmt not in FORMATS:
             raise UnknownFormat(f"format {fmt!r} is not served; use one of {list(FORMATS)}")
         return self.check(addr), fmt
 
@@ -193,14 +202,32 @@ class TileGrid:
             for i in range(m)
         ]
 
+    def zoomed_out_inside(self, meta: Metatile) -> list[TileAddress]:
+        """The tiles below the native zoom (down to minzoom) whose native tiles all lie in
+        `meta`, highest zoom first: a 4x4 metatile holds 2x2 tiles at N-1 and one at N-2. Each
+        one's children come before it, so one pass over the list can build them all."""
+        m, out = self.metatile, []
+        x0, y0 = meta.mx * m, meta.my * m
+        for d in range(1, self.maxzoom - self.minzoom + 1):
+            s = 1 << d  # native tiles per side of a tile at N-d
+            if s > m:
+                break
+            out += [
+                TileAddress(meta.seed, self.maxzoom - d, ax, ay)
+                for ay in range(-(-y0 // s), (y0 + m) // s)
+                for ax in range(-(-x0 // s), (x0 + m) // s)
+            ]
+        return out
+
     def metatile_box(self, meta: Metatile) -> PixelBox:
         size = TILE_SIZE * self.metatile
         return PixelBox(meta.mx * size, meta.my * size, size)
 
     def lock_name(self, version: str, meta: Metatile) -> str:
-        """The render lock of a metatile: its top-left tile's content key and the side M (grids
-        with another M cut other metatiles, so they must not share locks)."""
-        return f"{content_key(version, self.metatile_tiles(meta)[0])}/{self.metatile}"
+        """The render lock of a metatile: its top-left tile's name (one render makes every
+        encoding) and the side M (grids with another M cut other metatiles, so they must not
+        share locks)."""
+        return f"{tile_name(version, self.metatile_tiles(meta)[0])}/{self.metatile}"
 
     def pyramid(
         self, bbox: tuple[int, int, int, int], zmin: int, zmax: int

@@ -11,6 +11,7 @@ import time
 import httpx
 
 from infinitygan.server.cache import MemoryLRU, redis_tile_key
+from infinitygan.server.encode import PNG
 from infinitygan.server.tiling import TileAddress, content_key
 
 from .conftest import LiveServer, TinyCheckpoint, settings_for
@@ -40,7 +41,7 @@ def _redis_keys(redis_proc: RedisProcess, prefix: str) -> set[str]:
 
 
 def _tile_key(prefix: str, version: str, seed: int, z: int, x: int, y: int) -> str:
-    return redis_tile_key(prefix, content_key(version, TileAddress(seed, z, x, y)))
+    return redis_tile_key(prefix, content_key(version, TileAddress(seed, z, x, y), PNG.tag))
 
 
 def test_redis_killed_mid_run_then_back(

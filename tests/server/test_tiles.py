@@ -18,6 +18,7 @@ from PIL import Image
 
 from infinitygan.model.canvas import Rect, downsample_2x, render_region
 from infinitygan.model.config import PRESETS
+from infinitygan.server.encode import PNG
 from infinitygan.server.fastpath import TileFastPath
 from infinitygan.server.tiling import TileAddress, content_key, etag
 from tests.conftest import assert_informative
@@ -86,7 +87,7 @@ def test_etag_and_304_without_render(server: LiveServer) -> None:
     # A tile never rendered: its ETag is known from the content key alone, so 304 costs nothing.
     renders = server.metric("infinitygan_rendered_metatiles_total")
     misses = server.metric("infinitygan_cache_requests_total", result="miss")
-    unseen = etag(content_key(server.version, TileAddress(13, 8, 1000, -1000)))
+    unseen = etag(content_key(server.version, TileAddress(13, 8, 1000, -1000), PNG.tag))
     response = server.client.get(
         "/tiles/13/8/1000/-1000.png", headers={"If-None-Match": f'W/"x", {unseen}'}
     )
@@ -141,7 +142,9 @@ def test_head_tilejson_cors_and_version(server: LiveServer) -> None:
     half = tiny.train_full_cells * tiny.pixels_per_cell // 2
     assert tj["band"] == [-half, half]
     template = tj["tiles"][0]
-    assert template == f"/tiles/15/{{z}}/{{x}}/{{y}}.png?v={server.version}"  # root-relative
+    # root-relative, in the default format
+    assert template == f"/tiles/15/{{z}}/{{x}}/{{y}}.webp?v={server.version}"
+    assert tj["format"] == "webp"
     versioned = server.client.get(template.format(z=8, x=0, y=0))
     assert versioned.status_code == 200
     cors = server.client.get("/tiles/15/8/0/0.png", headers={"Origin": "https://map.example"})
@@ -168,7 +171,7 @@ def test_tilejson_with_a_configured_public_url(
     other = live_server(settings_for(tiny_checkpoint, public_url="https://tiles.example/map/"))
     tj = other.client.get("/tiles/19/tilejson.json", headers={"Host": "evil.example"}).json()
     assert tj["tiles"] == [
-        f"https://tiles.example/map/tiles/19/{{z}}/{{x}}/{{y}}.png?v={other.version}"
+        f"https://tiles.example/map/tiles/19/{{z}}/{{x}}/{{y}}.webp?v={other.version}"
     ]
 
 

@@ -35,8 +35,11 @@ def test_parse_and_bounds() -> None:
         GRID.parse("0", "6", str(2**29), "0.png")
     with pytest.raises(ZoomOutOfRange):
         GRID.parse("0", "4", "0", "0.png")
-    with pytest.raises(UnknownFormat):
-        GRID.parse("0", "8", "0", "0.webp")
+    assert GRID.parse("7", "8", "-3", "12.webp")[1] == "webp"
+    assert GRID.parse("7", "8", "-3", "12.jpg")[1] == "jpg"
+    for other in ("0.jpeg", "0.WEBP", "0.gif"):  # one URL per tile and format
+        with pytest.raises(UnknownFormat):
+            GRID.parse("0", "8", "0", other)
     with pytest.raises(ZoomOutOfRange):
         GRID.parse("0", "99999", "0", "0.png")  # well-formed, outside the pyramid: like zoom 9
     with pytest.raises(TileOutOfBounds):
@@ -88,19 +91,19 @@ def test_geometry() -> None:
 
 
 def test_content_key_names_etag_and_lock() -> None:
-    key = content_key("abc", TileAddress(1, 8, -1, 2))
-    assert key == "abc.1.8.-1.2.png"
+    key = content_key("abc", TileAddress(1, 8, -1, 2), "webp-q85")
+    assert key == "abc.1.8.-1.2.webp-q85"
     assert etag(key) == f'"{key}"'
     # The lock of the metatile holding tile (-1, 2): named after its top-left tile, (-4, 0).
     lock = GRID.lock_name("abc", GRID.metatile_of(TileAddress(1, 8, -1, 2)))
-    assert lock == "abc.1.8.-4.0.png/4"
+    assert lock == "abc.1.8.-4.0/4"  # one render makes every format: one lock
     assert TileGrid(5, 8, metatile=2).lock_name("abc", Metatile(1, -2, 0)) != lock
 
 
 def test_etag_matching() -> None:
-    tag = etag(content_key("abc", TileAddress(1, 8, -1, 2)))
+    tag = etag(content_key("abc", TileAddress(1, 8, -1, 2), "png-z1"))
     assert etag_matches(tag, tag) and etag_matches(f'"x", W/{tag}', tag) and etag_matches("*", tag)
-    assert not etag_matches(None, tag) and not etag_matches('"abc.1.8.-1.3.png"', tag)
+    assert not etag_matches(None, tag) and not etag_matches('"abc.1.8.-1.3.png-z1"', tag)
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,3 +148,24 @@ def test_addressing_imports_neither_torch_nor_fastapi() -> None:
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_zoomed_out_tiles_inside_a_metatile() -> None:
+    """4x4 at maxzoom 8: 2x2 tiles at 7 and one at 6, children before parents; negative
+    metatiles too; a 3x3 metatile wholly holds a parent only where it is aligned; minzoom cuts."""
+    inside = GRID.zoomed_out_inside(Metatile(1, -1, 2))  # native tiles x -4..-1, y 8..11
+    assert inside == [
+        TileAddress(1, 7, -2, 4),
+        TileAddress(1, 7, -1, 4),
+        TileAddress(1, 7, -2, 5),
+        TileAddress(1, 7, -1, 5),
+        TileAddress(1, 6, -1, 2),
+    ]
+    for parent in inside:  # each is built from tiles the metatile holds or built before it
+        done = set(GRID.metatile_tiles(Metatile(1, -1, 2))) | set(inside[: inside.index(parent)])
+        assert set(GRID.children(parent)) <= done
+    three = TileGrid(minzoom=5, maxzoom=8, metatile=3)
+    assert three.zoomed_out_inside(Metatile(0, 0, 0)) == [TileAddress(0, 7, 0, 0)]  # x 0..2
+    assert three.zoomed_out_inside(Metatile(0, 1, 0)) == [TileAddress(0, 7, 2, 0)]  # x 3..5
+    assert TileGrid(7, 8, 4).zoomed_out_inside(Metatile(0, 0, 0))[-1].z == 7
+    assert TileGrid(5, 8, 1).zoomed_out_inside(Metatile(0, 0, 0)) == []

@@ -7,7 +7,8 @@ URL. TileJSON 3.0.0 asks for absolute URLs, and MapLibre GL does not resolve rel
 the public URL when such clients use the server.
 
 Beside the standard fields: `checkpoint_version`, and `band`, the canvas rows [y0, y1) the
-model was trained on (native-zoom pixels), which the viewer opens on."""
+model was trained on (native-zoom pixels), which the viewer opens on; `format` (as in MBTiles
+metadata), the extension of the tile URL: `INFINITYGAN_TILE_FORMAT`, WebP by default."""
 
 from __future__ import annotations
 
@@ -27,13 +28,15 @@ async def get_tilejson(request: Request, seed: str) -> JSONResponse:
     service = loaded.service
     s = parse_seed(seed)
     base = state.settings.public_url or ""
+    fmt = state.settings.tile_format
     doc = {
         "tilejson": "3.0.0",
         "name": f"infinitygan seed {s}",
         "description": "An infinite, seamless GAN-generated landscape; y = 0 is the horizon.",
         "version": "1.0.0",
         "scheme": "xyz",
-        "tiles": [f"{base}/tiles/{s}/{{z}}/{{x}}/{{y}}.png?v={service.version}"],
+        "tiles": [f"{base}/tiles/{s}/{{z}}/{{x}}/{{y}}.{fmt}?v={service.version}"],
+        "format": fmt,
         "minzoom": state.settings.minzoom,
         "maxzoom": state.settings.maxzoom,
         "tileSize": TILE_SIZE,
