@@ -4,14 +4,18 @@
    the same server process returning the same bytes (target ratio >= 0.8).
 2. Tiles from Redis (in-process cache off): full stack vs a minimal endpoint that reads the same
    key from the same Redis per request (target >= 0.5 of the in-process minimal endpoint).
-3. Cold tiles/s through HTTP (render + encode + cache) vs the renderer's raw metatile throughput
+3. Bytes per tile of each format (PNG, WebP, JPEG) and the server's encode time per tile.
+4. Cold tiles/s through HTTP (render + encode + cache) vs the renderer's raw metatile throughput
    (`render_batch` in a loop, same metatile size and batch) (target >= 0.8).
-4. A pan-and-zoom replay of viewer sessions by many concurrent clients: zero failed requests.
+5. The cold cost of one tile per zoom level, and what a screenful would cost at each.
+6. A pan-and-zoom replay of viewer sessions by many concurrent clients: zero failed requests.
+
+Tiles are requested in `--format` (default WebP, the format TileJSON advertises).
 
 Throughput is measured with `wrk` (apt-get install wrk); the server runs in a subprocess with
 uvloop + httptools, exactly as `infinitygan serve` runs it. Usage:
 
-    python bench/bench_server.py [--checkpoint PATH] [--duration 8] [--connections 32]
+    python bench/bench_server.py [--checkpoint PATH] [--format webp] [--phases memory,redis]
 
 Without --checkpoint the shipped checkpoint is used if present, else the test suite's `tiny` one.
 Redis, the tiny checkpoint and metric readings come from the test suite's harness
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import re
@@ -68,7 +73,7 @@ def serve(settings_json: str, port: int, body_file: str, redis_key: str | None) 
     app = create_app(settings)
     client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     body: dict[str, bytes] = {}
-    headers = [(b"content-type", b"image/png")]
+    headers = [(b"content-type", b"application/octet-stream")]
 
     async def send_bytes(send: Any, data: bytes) -> None:
         await send(
@@ -108,7 +113,7 @@ class Server:
     def __init__(self, settings: dict[str, Any], redis_key: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        fd, self.body_file = tempfile.mkstemp(suffix=".png")
+        fd, self.body_file = tempfile.mkstemp(suffix=".tile")
         os.close(fd)
         self.proc = subprocess.Popen(
             [
@@ -127,6 +132,7 @@ class Server:
         )
         self.version = wait_ready(self.url, self.proc, timeout_s=300).json()["checkpoint_version"]
         self.pid = self.proc.pid
+        self.minzoom = settings["minzoom"]
 
     def metric(self, name: str) -> float:
         return metric_value(httpx.get(f"{self.url}/metrics").text, name)
@@ -207,7 +213,7 @@ def raw_render_rate(gen: Any, metatile: int, batch: int, n: int) -> float:
     return n * metatile**2 / (time.perf_counter() - start)
 
 
-async def cold_rate(url: str, metatile: int, n: int, in_flight: int, seed0: int) -> float:
+async def cold_rate(url: str, metatile: int, n: int, in_flight: int, seed0: int, fmt: str) -> float:
     """Tiles per second for n uncached metatiles, all tiles of each requested at once."""
     sem = asyncio.Semaphore(in_flight)
 
@@ -215,7 +221,7 @@ async def cold_rate(url: str, metatile: int, n: int, in_flight: int, seed0: int)
         async with sem:
             seed = seed0 + k
             paths = [
-                f"/tiles/{seed}/8/{x}/{y}.png" for x in range(metatile) for y in range(metatile)
+                f"/tiles/{seed}/8/{x}/{y}.{fmt}" for x in range(metatile) for y in range(metatile)
             ]
             responses = await asyncio.gather(*(client.get(p) for p in paths))
             assert all(r.status_code == 200 for r in responses), [r.status_code for r in responses]
@@ -227,7 +233,9 @@ async def cold_rate(url: str, metatile: int, n: int, in_flight: int, seed0: int)
         return n * metatile**2 / (time.perf_counter() - start)
 
 
-async def replay(url: str, clients: int, steps: int, minzoom: int, maxzoom: int) -> dict[str, Any]:
+async def replay(
+    url: str, clients: int, steps: int, minzoom: int, maxzoom: int, fmt: str
+) -> dict[str, Any]:
     """Viewer sessions on one shared map: each client opens near the horizon at x = 0, then pans
     (60 %) or zooms (40 %) between minzoom and maxzoom, loading the whole 1280x800 viewport plus
     one tile of buffer over 6 connections (as a browser does) before its next move."""
@@ -255,7 +263,7 @@ async def replay(url: str, clients: int, steps: int, minzoom: int, maxzoom: int)
                 half_w, half_h = 640 * span // 256, 400 * span // 256
                 xs = range((cx - half_w) // span - 1, (cx + half_w) // span + 2)
                 ys = range((cy - half_h) // span - 1, (cy + half_h) // span + 2)
-                await asyncio.gather(*(get(f"/tiles/0/{z}/{x}/{y}.png") for y in ys for x in xs))
+                await asyncio.gather(*(get(f"/tiles/0/{z}/{x}/{y}.{fmt}") for y in ys for x in xs))
                 if rng.random() < 0.6:
                     cx += rng.choice((-1, 1)) * rng.randrange(200, 700) * span // 256
                     cy += rng.choice((-1, 1)) * rng.randrange(0, 300) * span // 256
@@ -282,7 +290,7 @@ async def replay(url: str, clients: int, steps: int, minzoom: int, maxzoom: int)
 
 
 def phase_memory(server: Server, args: argparse.Namespace) -> dict[str, Any]:
-    tile = httpx.get(f"{server.url}/tiles/7/8/0/0.png", timeout=600)
+    tile = httpx.get(f"{server.url}/tiles/7/8/0/0.{args.format}", timeout=600)
     assert tile.status_code == 200, tile.status_code
     Path(server.body_file).write_bytes(tile.content)
     assert httpx.get(f"{server.url}/bench/raw").content == tile.content
@@ -290,7 +298,7 @@ def phase_memory(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     return compare(
         "1. cached tile, in-process LRU: full stack vs minimal endpoint (target >= 0.8)",
         server,
-        "/tiles/7/8/0/0.png",
+        f"/tiles/7/8/0/0.{args.format}",
         "/bench/raw",
         args,
     )
@@ -308,23 +316,85 @@ def phase_cold(server: Server, checkpoint: str, args: argparse.Namespace) -> dic
         seed0 = 5_000_000 + 1000 * r
         https.append(
             asyncio.run(
-                cold_rate(server.url, args.metatile, args.cold_metatiles, 2 * args.batch, seed0)
+                cold_rate(
+                    server.url,
+                    args.metatile,
+                    args.cold_metatiles,
+                    2 * args.batch,
+                    seed0,
+                    args.format,
+                )
             )
         )
         rendered = server.metric("infinitygan_rendered_metatiles_total") - renders
         assert rendered == args.cold_metatiles, rendered
     raw, http = max(raws), max(https)
-    print("\n3. cold tiles (render + encode + cache) vs raw render_batch (target >= 0.8)")
+    print("\n4. cold tiles (render + encode + cache) vs raw render_batch (target >= 0.8)")
     print(f"  raw : {raw:8.1f} tiles/s\n  http: {http:8.1f} tiles/s\n  ratio = {http / raw:.2f}")
     return {"http_tiles_per_s": http, "raw_tiles_per_s": raw, "ratio": http / raw}
 
 
+def phase_formats(server: Server, args: argparse.Namespace) -> dict[str, Any]:
+    """Bytes per tile in each format over one metatile's tiles, and the encoder's time per
+    tile from the server's own histogram (PNG and WebP at render, JPEG on first request)."""
+    m = args.metatile
+    paths = [f"/tiles/9/8/{x}/{y}" for y in range(m) for x in range(m)]
+    sizes: dict[str, float] = {}
+    encode_ms: dict[str, float] = {}
+    for fmt in ("png", "webp", "jpg"):
+        bodies = [httpx.get(f"{server.url}{p}.{fmt}", timeout=600).content for p in paths]
+        sizes[fmt] = statistics.mean(len(b) for b in bodies)
+    text = httpx.get(f"{server.url}/metrics").text
+    for fmt in sizes:
+        total = metric_value(text, "infinitygan_encode_seconds_sum", format=fmt)
+        count = metric_value(text, "infinitygan_encode_seconds_count", format=fmt)
+        encode_ms[fmt] = 1000 * total / count if count else float("nan")
+    print("\nformats: mean bytes per tile over one metatile, encoder ms per tile (server)")
+    for fmt in sizes:
+        print(
+            f"  {fmt:>4}: {sizes[fmt]:9.0f} B  {sizes[fmt] / sizes['png']:5.2f} of PNG   "
+            f"encode {encode_ms[fmt]:5.1f} ms"
+        )
+    return {"bytes": sizes, "encode_ms": encode_ms}
+
+
+def phase_zoom(server: Server, args: argparse.Namespace) -> dict[str, Any]:
+    """Cold cost of one tile per zoom level (each on a fresh seed, so nothing below it is
+    cached): seconds and metatile renders; and what a 1280x800 screen (6x5 tiles incl. the
+    buffer a viewer loads) would cost cold at that zoom, from the measured seconds/metatile."""
+    out = {}
+    print("\ncold cost of one tile per zoom (fresh seed each), and of a 1280x800 screen")
+    for k, z in enumerate(range(8, server.minzoom - 1, -1)):
+        renders = server.metric("infinitygan_rendered_metatiles_total")
+        start = time.perf_counter()
+        r = httpx.get(f"{server.url}/tiles/{7_000_000 + k}/{z}/0/0.{args.format}", timeout=3600)
+        seconds = time.perf_counter() - start
+        assert r.status_code == 200, r.status_code
+        metas = server.metric("infinitygan_rendered_metatiles_total") - renders
+        span = 1 << (8 - z)  # native tiles per side
+        screen = math.ceil(6 * span / args.metatile) * math.ceil(5 * span / args.metatile)
+        screen_s = seconds / metas * screen
+        out[z] = {
+            "seconds": seconds,
+            "metatiles": metas,
+            "screen_metatiles": screen,
+            "screen_seconds": screen_s,
+        }
+        print(
+            f"  z{z}: {seconds:7.2f} s  {metas:4.0f} metatiles   screen ~{screen:4d} "
+            f"metatiles ~{screen_s:6.0f} s"
+        )
+    return out
+
+
 def phase_replay(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     rep = asyncio.run(
-        replay(server.url, args.replay_clients, args.replay_steps, args.replay_minzoom, 8)
+        replay(
+            server.url, args.replay_clients, args.replay_steps, args.replay_minzoom, 8, args.format
+        )
     )
     print(
-        f"\n4. pan-and-zoom replay: {args.replay_clients} clients x {args.replay_steps} views: "
+        f"\n6. pan-and-zoom replay: {args.replay_clients} clients x {args.replay_steps} views: "
         f"{rep['requests']} requests in {rep['seconds']:.1f}s, {rep['failed']} failed "
         f"(statuses {rep['statuses']}), p50 {rep['p50_ms']:.1f} ms, p99 {rep['p99_ms']:.1f} ms"
     )
@@ -334,6 +404,7 @@ def phase_replay(server: Server, args: argparse.Namespace) -> dict[str, Any]:
 def phase_redis(base: dict[str, Any], checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     from infinitygan.model.checkpoint import content_version
     from infinitygan.server.cache import redis_tile_key
+    from infinitygan.server.encode import served_encodings
     from infinitygan.server.tiling import TileAddress, content_key
 
     redis_proc = RedisProcess("--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru")
@@ -346,18 +417,19 @@ def phase_redis(base: dict[str, Any], checkpoint: str, args: argparse.Namespace)
         "redis_prefix": prefix,
     }
     version = content_version(Path(checkpoint).read_bytes())
-    key = redis_tile_key(prefix, content_key(version, TileAddress(7, 8, 0, 0)))
+    tag = served_encodings(85, 85)[args.format].tag
+    key = redis_tile_key(prefix, content_key(version, TileAddress(7, 8, 0, 0), tag))
     try:
         server = Server(settings, redis_key=key)
         try:
-            tile = httpx.get(f"{server.url}/tiles/7/8/0/0.png", timeout=600)
+            tile = httpx.get(f"{server.url}/tiles/7/8/0/0.{args.format}", timeout=600)
             assert tile.status_code == 200, tile.status_code
             # The baseline must read the very bytes the server cached, or it measures nothing.
             assert httpx.get(f"{server.url}/bench/redis-raw").content == tile.content
             return compare(
                 "2. cached tile, from Redis: full stack vs minimal Redis-reading endpoint",
                 server,
-                "/tiles/7/8/0/0.png",
+                f"/tiles/7/8/0/0.{args.format}",
                 "/bench/redis-raw",
                 args,
             )
@@ -391,7 +463,11 @@ def main() -> None:
     parser.add_argument("--body-file", help=argparse.SUPPRESS)
     parser.add_argument("--redis-key", help=argparse.SUPPRESS)
     parser.add_argument("--replay-minzoom", type=int, default=7)
-    parser.add_argument("--phases", default="memory,redis,cold,replay", help="comma list")
+    parser.add_argument(
+        "--phases", default="memory,redis,formats,cold,zoom,replay", help="comma list"
+    )
+    parser.add_argument("--minzoom", type=int, default=5, help="lowest zoom served and timed")
+    parser.add_argument("--format", default="webp", choices=("webp", "png", "jpg"))
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
     if args.serve:
@@ -411,24 +487,29 @@ def main() -> None:
         "device": "cpu",
         "metatile": args.metatile,
         "batch_max": args.batch,
-        "minzoom": 5,
+        "minzoom": args.minzoom,
         "maxzoom": 8,
         "render_timeout_s": 600,
         "queue_interactive": 4096,
     }
     print(
-        f"checkpoint {checkpoint}; metatile {args.metatile}; batch {args.batch}; "
+        f"checkpoint {checkpoint}; format {args.format}; metatile {args.metatile}; "
+        f"batch {args.batch}; "
         f"wrk -c{args.connections} {args.duration}s x {args.rounds} rounds"
     )
     phases = set(args.phases.split(","))
     results: dict[str, Any] = {}
-    if phases & {"memory", "cold", "replay"}:
+    if phases & {"memory", "formats", "cold", "zoom", "replay"}:
         server = Server(base)
         try:
             if "memory" in phases:
                 results["memory"] = phase_memory(server, args)
+            if "formats" in phases:
+                results["formats"] = phase_formats(server, args)
             if "cold" in phases:
                 results["cold"] = phase_cold(server, checkpoint, args)
+            if "zoom" in phases:
+                results["zoom"] = phase_zoom(server, args)
             if "replay" in phases:
                 results["replay"] = phase_replay(server, args)
         finally:
