@@ -335,10 +335,12 @@ def phase_cold(server: Server, checkpoint: str, args: argparse.Namespace) -> dic
 
 
 def phase_formats(server: Server, args: argparse.Namespace) -> dict[str, Any]:
-    """Bytes per tile in each format over one metatile's tiles, and the encoder's time per
-    tile from the server's own histogram (PNG and WebP at render, JPEG on first request)."""
+    """Bytes per tile in each format over an M x M block of tiles centred on the horizon (where
+    the viewer opens: sky, the band and ground), and the encoder's time per tile from the
+    server's own histogram (PNG and WebP at render, JPEG on first request)."""
     m = args.metatile
-    paths = [f"/tiles/9/8/{x}/{y}" for y in range(m) for x in range(m)]
+    rows = range(-(m // 2), m - m // 2)
+    paths = [f"/tiles/9/8/{x}/{y}" for y in rows for x in range(m)]
     sizes: dict[str, float] = {}
     encode_ms: dict[str, float] = {}
     for fmt in ("png", "webp", "jpg"):

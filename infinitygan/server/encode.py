@@ -28,7 +28,6 @@ import numpy as np
 from PIL import Image
 
 from .metrics import Metrics
-from .tiling import MEDIA_TYPES
 
 # zlib level 1: GAN textures barely compress losslessly (level 6 saves 0.6 % for 2.5x the time).
 PNG_COMPRESS_LEVEL = 1
@@ -49,10 +48,6 @@ class Encoding:
         if self.fmt == "png":
             return f"png-z{PNG_COMPRESS_LEVEL}"
         return f"{self.fmt}-q{self.quality}"
-
-    @property
-    def media_type(self) -> str:
-        return MEDIA_TYPES[self.fmt]
 
     def encode(self, tile: np.ndarray) -> bytes:
         """uint8 [H, W, 3] -> bytes (deterministic for a given Pillow and codec library)."""
