@@ -32,10 +32,12 @@ def fetch(server: LiveServer, path: str, fmt: str) -> bytes:
     return response.content
 
 
-def pixels_of(server: LiveServer, seed: int, z: int, xs: range, ys: range) -> np.ndarray:
-    """The lossless pixels of a block of tiles, from their PNGs."""
+def pixels_of(
+    server: LiveServer, seed: int, z: int, xs: range, ys: range, fmt: str = "png"
+) -> np.ndarray:
+    """The pixels of a block of tiles, decoded from `fmt` (lossless from PNG)."""
     rows = [
-        np.concatenate([decode(fetch(server, f"/tiles/{seed}/{z}/{x}/{y}", "png")) for x in xs], 1)
+        np.concatenate([decode(fetch(server, f"/tiles/{seed}/{z}/{x}/{y}", fmt)) for x in xs], 1)
         for y in ys
     ]
     return np.concatenate(rows, axis=0)
@@ -133,14 +135,7 @@ def test_zoomed_out_tiles_are_built_from_pixels_not_from_lossy_bytes(shared: Liv
         parent = fetch(shared, f"/tiles/{seed}/5/0/0", fmt)  # 8x8 native metatiles below it
         children = pixels_of(shared, seed, 6, range(0, 2), range(0, 2))
         assert parent == ENCODINGS[fmt].encode(downsample_2x(children))
-        lossy = np.concatenate(
-            [
-                np.concatenate(
-                    [decode(fetch(shared, f"/tiles/{seed}/6/{x}/{y}", fmt)) for x in (0, 1)], 1
-                )
-                for y in (0, 1)
-            ]
-        )
+        lossy = pixels_of(shared, seed, 6, range(0, 2), range(0, 2), fmt)
         assert parent != ENCODINGS[fmt].encode(downsample_2x(lossy))
 
 
