@@ -50,8 +50,10 @@ class Settings(BaseSettings):
     cache_bytes: int = Field(256 << 20, ge=0, description="in-process LRU bound (tile bytes)")
     metatile: int = Field(4, ge=1, le=16, description="M: tiles per metatile side at maxzoom")
     maxzoom: int = Field(8, ge=0, le=MAX_NATIVE_ZOOM, description="native zoom N (1 px = 1 px)")
+    # 6 = N-2 by default: a cold screen at N-2 is one metatile render per tile (about a minute
+    # for a 1280x800 window on a 2-core CPU); each level lower costs 4x that.
     minzoom: int = Field(
-        5, ge=0, description="lowest zoom; a tile at N-d costs 4**d native tiles to build"
+        6, ge=0, description="lowest zoom; a tile at N-d costs 4**d native tiles to build"
     )
     batch_max: int = Field(4, ge=1, le=64, description="metatiles per forward pass")
     queue_interactive: int = Field(64, ge=1, description="queued interactive metatiles")
