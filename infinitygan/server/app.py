@@ -23,11 +23,11 @@ from infinitygan.model.canvas import CanvasRenderer, Rect
 from infinitygan.model.checkpoint import CheckpointError, LoadedCheckpoint, load_generator
 
 from .body_limits import RequestBodyLimits
-from .cors import CorsMiddleware
+from .cors import CorsMiddleware, CorsPolicy
 from .demand import Demand, Priority
 from .encode import served_encodings
 from .error_handlers import install_error_handlers
-from .fastpath import TileFastPath
+from .fastpath import TileServerApp
 from .metrics import MetricsMiddleware
 from .prefetch import PrefetchManager
 from .render_queue import RenderQueue
@@ -137,10 +137,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.cache.close()
 
 
-def create_app(settings: Settings, checkpoint: LoadedCheckpoint | None = None) -> FastAPI:
+def create_app(settings: Settings, checkpoint: LoadedCheckpoint | None = None) -> TileServerApp:
     """The app serving `settings`; `checkpoint`, if given, is `load_checkpoint(settings)`'s result
     (so a bad file was refused before anything listened); else the lifespan loads it."""
-    app = FastAPI(
+    app = TileServerApp(
         title="infinitygan tile server",
         summary="An infinite, seamless GAN-generated landscape as XYZ map tiles",
         lifespan=_lifespan,
@@ -148,14 +148,15 @@ def create_app(settings: Settings, checkpoint: LoadedCheckpoint | None = None) -
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     state = ServerState(settings, checkpoint)
-    app.state.server = state
+    app.state.server = app.server = state
+    app.cors = CorsPolicy(settings.cors_origins)
     install_error_handlers(app)
     for module in (tiles, tilejson, prefetch, health, viewer):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # Outermost last: metrics -> CORS -> body limits -> tile fast path -> FastAPI's routing.
-    app.add_middleware(TileFastPath, state=state)
+    # Outermost last: (tile fast path, in TileServerApp) -> metrics -> CORS -> body limits ->
+    # FastAPI's routing.
     app.add_middleware(RequestBodyLimits, settings=settings)
-    app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
+    app.add_middleware(CorsMiddleware, policy=app.cors)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from .batched_reads import BatchedReads
 from .metrics import Metrics
 from .settings import Settings
 
@@ -87,6 +88,7 @@ class RedisTier:
         )
         self.client = aioredis.Redis.from_pool(pool)  # owns the pool: aclose closes it
         self._down_until = 0.0
+        self._gets = BatchedReads(self.mget)
 
     def tile_key(self, key: str) -> str:
         return redis_tile_key(self.prefix, key)
@@ -127,8 +129,9 @@ class RedisTier:
         return result
 
     async def get(self, key: str) -> bytes | None:
-        """One key: plain GET, the cheapest round trip (every cached-tile request from Redis)."""
-        return await self._call("get", lambda: self.client.get(self.tile_key(key)))
+        """One key (every cached-tile request from Redis), read with the other requests' keys
+        of the same moment in one MGET: one call per batch, not per request."""
+        return await self._gets.get(key)
 
     async def mget(self, keys: Sequence[str]) -> list[bytes | None] | None:
         names = [self.tile_key(k) for k in keys]
@@ -154,6 +157,7 @@ class RedisTier:
         await self._call("lock", lambda: self.client.eval(_RELEASE, 1, self.lock_key(name), token))
 
     async def close(self) -> None:
+        await self._gets.close()
         await self.client.aclose()
 
 
@@ -164,24 +168,23 @@ class TileCache:
         self.memory = MemoryLRU(settings.cache_bytes)
         self.redis = RedisTier(settings, metrics) if settings.redis_url else None
         self.metrics = metrics
-        self._mem_hit = metrics.cache.labels("memory", "hit")
-        self._mem_miss = metrics.cache.labels("memory", "miss")
-        self._redis_hit = metrics.cache.labels("redis", "hit")
-        self._redis_miss = metrics.cache.labels("redis", "miss")
+        self._lookups = metrics.cache
 
     async def get(self, key: str) -> bytes | None:
         value = self.memory.get(key)
         if value is not None:
-            self._mem_hit.inc()
+            self._lookups.inc(("memory", "hit"))
             return value
-        self._mem_miss.inc()
+        self._lookups.inc(("memory", "miss"))
         if self.redis is None:
             return None
         value = await self.redis.get(key)
         if value is None:
-            self._redis_miss.inc()  # a miss, or Redis unavailable (counted as an error there)
+            self._lookups.inc(
+                ("redis", "miss")
+            )  # a miss, or Redis unavailable (counted as an error there)
             return None
-        self._redis_hit.inc()
+        self._lookups.inc(("redis", "hit"))
         self.memory.put(key, value)
         self.metrics.cache_bytes.set(self.memory.size)
         return value
@@ -189,8 +192,8 @@ class TileCache:
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         values = [self.memory.get(k) for k in keys]
         missing = [i for i, v in enumerate(values) if v is None]
-        self._mem_hit.inc(len(keys) - len(missing))
-        self._mem_miss.inc(len(missing))
+        self._lookups.inc(("memory", "hit"), len(keys) - len(missing))
+        self._lookups.inc(("memory", "miss"), len(missing))
         if not missing or self.redis is None:
             return values
         found = await self.redis.mget([keys[i] for i in missing])
@@ -201,8 +204,8 @@ class TileCache:
                 values[i] = value
                 self.memory.put(keys[i], value)
         hits = sum(v is not None for v in found)
-        self._redis_hit.inc(hits)
-        self._redis_miss.inc(len(found) - hits)
+        self._lookups.inc(("redis", "hit"), hits)
+        self._lookups.inc(("redis", "miss"), len(found) - hits)
         self.metrics.cache_bytes.set(self.memory.size)
         return values
 

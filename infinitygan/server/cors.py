@@ -14,11 +14,47 @@ _EXPOSE = b"ETag, Retry-After, Content-Length"
 _MAX_AGE = b"86400"
 
 
-class CorsMiddleware:
-    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
-        self.app = app
+Headers = list[tuple[bytes, bytes]]
+
+
+class CorsPolicy:
+    """Which CORS headers a response gets, by the request's `Origin`; shared by the middleware
+    and the tile fast path, which answers in front of it."""
+
+    def __init__(self, origins: list[str]) -> None:
         self.allow_all = "*" in origins
         self.origins = {o.encode("latin-1") for o in origins}
+        self._any_origin: Headers = [
+            (b"access-control-allow-origin", b"*"),
+            (b"access-control-expose-headers", _EXPOSE),
+        ]
+
+    def allowed(self, origin: bytes | None) -> bool:
+        return origin is not None and (self.allow_all or origin in self.origins)
+
+    def base_headers(self, origin: bytes | None) -> Headers:
+        """Allow-Origin (when allowed) and Vary (for an explicit list): every answer's."""
+        cors: Headers = []
+        if self.allowed(origin):
+            cors.append((b"access-control-allow-origin", b"*" if self.allow_all else origin))
+        if not self.allow_all:
+            cors.append((b"vary", b"Origin"))
+        return cors
+
+    def response_headers(self, origin: bytes | None) -> Headers:
+        """What an answer other than a preflight adds (the list is the caller's to extend)."""
+        if self.allow_all:
+            return [] if origin is None else [*self._any_origin]
+        cors = self.base_headers(origin)
+        if self.allowed(origin):
+            cors.append((b"access-control-expose-headers", _EXPOSE))
+        return cors
+
+
+class CorsMiddleware:
+    def __init__(self, app: ASGIApp, policy: CorsPolicy) -> None:
+        self.app = app
+        self.policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -30,16 +66,12 @@ class CorsMiddleware:
                 origin = value
             elif name == b"access-control-request-method":
                 preflight = value
-        if origin is None and self.allow_all:
+        if origin is None and self.policy.allow_all:
             await self.app(scope, receive, send)
             return
-        allowed = origin is not None and (self.allow_all or origin in self.origins)
-        cors: list[tuple[bytes, bytes]] = []
-        if allowed:
-            cors.append((b"access-control-allow-origin", b"*" if self.allow_all else origin))
-        if not self.allow_all:
-            cors.append((b"vary", b"Origin"))
         if scope["method"] == "OPTIONS" and preflight is not None:
+            allowed = self.policy.allowed(origin)
+            cors = self.policy.base_headers(origin)
             if allowed:
                 cors += [
                     (b"access-control-allow-methods", _METHODS),
@@ -51,8 +83,7 @@ class CorsMiddleware:
             )
             await send({"type": "http.response.body", "body": b""})
             return
-        if allowed:
-            cors.append((b"access-control-expose-headers", _EXPOSE))
+        cors = self.policy.response_headers(origin)
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -56,9 +56,14 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail))
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+def internal_error_response(method: str, path: str, exc: BaseException) -> JSONResponse:
+    """The answer to a bug (logged with its traceback): a 500 in the one error body."""
+    log.exception("unhandled error on %s %s", method, path, exc_info=exc)
     return error_response(500, "internal_error", "internal server error")
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return internal_error_response(request.method, request.url.path, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:

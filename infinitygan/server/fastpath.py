@@ -1,24 +1,30 @@
-"""Tile requests in their canonical spelling, answered in pure ASGI in front of FastAPI (like
-nginx's proxy_cache in front of an app server).
+"""Tile requests in their canonical spelling, answered in pure ASGI in front of everything else
+(like nginx's proxy_cache in front of an app server).
 
-Most tile requests are cache hits, and FastAPI's per-request work (routing, parameter parsing,
-dependency and response machinery) costs several times what a hit itself costs. This middleware
-recognises `/tiles/{seed}/{z}/{x}/{y}.{fmt}` with one regular expression, checks the address
-with the same functions as `TileGrid.parse`, and answers through the same `answer_tile` as the
-route, errors included. Anything else (a non-canonical spelling, a malformed address) and
-requests before the model is loaded fall through unchanged to the route, which answers the 404s."""
+Most tile requests are cache hits, and each ASGI layer between the server and the answer (FastAPI
+and Starlette's entry points, their error middleware, our metrics, CORS and body-limit
+middlewares) costs a cached tile more than the answer itself. `TileServerApp` is the FastAPI app
+with this fast path in front: a tile request it recognises (`/tiles/{seed}/{z}/{x}/{y}.{fmt}`,
+one regular expression, the address checked with the same functions as `TileGrid.parse`) is
+answered through the same `answer_tile` as the route, errors included, and gets from the shared
+`CorsPolicy` and `Metrics` what the middlewares would have added. Anything else (another path,
+a non-canonical spelling, a request with a body, requests before the model is loaded) goes
+through FastAPI unchanged, where the route and the middlewares answer it.
+"""
 
 from __future__ import annotations
 
 import re
+import time
 
+from fastapi import FastAPI
 from starlette.datastructures import QueryParams
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from .error_handlers import api_error_response
+from .cors import CorsPolicy
+from .error_handlers import api_error_response, internal_error_response
 from .errors import ApiError
-from .metrics import ROUTE_KEY
 from .service import TileService
 from .settings import Settings
 from .state import ServerState
@@ -39,33 +45,71 @@ _TILE_PATH = re.compile(
     rf"/tiles/({SEED_PATTERN})/({ZOOM_PATTERN})/({COORD_PATTERN})/({COORD_PATTERN})"
     rf"\.({'|'.join(FORMATS)})"
 )
+_READS = ("GET", "HEAD")
+_ROUTE_LABEL = (TILE_ROUTE,)
 
 
-class TileFastPath:
-    def __init__(self, app: ASGIApp, state: ServerState) -> None:
-        self.app = app
-        self.state = state
+class TileServerApp(FastAPI):
+    """The FastAPI app, with the tile fast path in front of its middleware stack."""
+
+    server: ServerState
+    cors: CorsPolicy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            loaded = self.state.loaded
+        if scope["type"] == "http" and scope["method"] in _READS:
+            loaded = self.server.loaded
             match = _TILE_PATH.fullmatch(scope["path"])
-            if loaded is not None and match is not None:
-                scope[ROUTE_KEY] = TILE_ROUTE
-                response: Response
-                try:
-                    response = await _answer(
-                        loaded.service, self.state.settings, match, scope, receive
-                    )
-                except ApiError as exc:
-                    response = api_error_response(exc)
-                await response(scope, receive, send)
+            if (
+                loaded is not None
+                and match is not None
+                and await self._answer(loaded.service, match, scope, receive, send)
+            ):
                 return
-        await self.app(scope, receive, send)
+        await super().__call__(scope, receive, send)
+
+    async def _answer(
+        self, service: TileService, match: re.Match[str], scope: Scope, receive: Receive, send: Send
+    ) -> bool:
+        """Answer a tile request; False (nothing sent) for one with a body, which the body
+        limits answer."""
+        if_none_match = origin = None
+        for name, value in scope["headers"]:  # one pass, instead of a `Headers` per lookup
+            if name == b"if-none-match":
+                if if_none_match is None:  # the first, as the route's `Headers.get` reads it
+                    if_none_match = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value
+            elif name == b"transfer-encoding" or (
+                name == b"content-length" and value.strip().lstrip(b"0")
+            ):
+                return False
+        start = time.perf_counter()
+        response: Response
+        try:
+            response = await _tile(
+                service, self.server.settings, match, scope, if_none_match, receive
+            )
+        except ApiError as exc:
+            response = api_error_response(exc)
+        except Exception as exc:
+            response = internal_error_response(scope["method"], scope["path"], exc)
+        cors = self.cors.response_headers(origin)
+        if cors:
+            response.raw_headers = [*response.raw_headers, *cors]
+        metrics = self.server.metrics
+        metrics.request_seconds.observe(_ROUTE_LABEL, time.perf_counter() - start)
+        metrics.requests.inc((TILE_ROUTE, response.status_code))
+        await response(scope, receive, send)
+        return True
 
 
-async def _answer(
-    service: TileService, settings: Settings, match: re.Match[str], scope: Scope, receive: Receive
+async def _tile(
+    service: TileService,
+    settings: Settings,
+    match: re.Match[str],
+    scope: Scope,
+    if_none_match: str | None,
+    receive: Receive,
 ) -> Response:
     seed, z, x, y, fmt = match.groups()
     addr = service.grid.check(TileAddress(parse_seed(seed), int(z), int(x), int(y)))
@@ -76,15 +120,6 @@ async def _answer(
         addr,
         fmt,
         QueryParams(query).get("v") if query else None,
-        _if_none_match(scope),
+        if_none_match,
         receive,
     )
-
-
-def _if_none_match(scope: Scope) -> str | None:
-    """The first If-None-Match, as the route reads it (Starlette's `Headers.get`); a plain loop,
-    because building a `Headers` costs a tenth of answering a cached tile here."""
-    for name, value in scope["headers"]:
-        if name == b"if-none-match":
-            return value.decode("latin-1")
-    return None

@@ -19,8 +19,8 @@ from PIL import Image
 from infinitygan.model.canvas import Rect, downsample_2x, render_region
 from infinitygan.model.config import PRESETS
 from infinitygan.server.encode import PNG
-from infinitygan.server.fastpath import TileFastPath
-from infinitygan.server.tiling import TileAddress, content_key, etag
+from infinitygan.server.fastpath import TileServerApp
+from infinitygan.server.tiling import TILE_ROUTE, TileAddress, content_key, etag
 from tests.conftest import assert_informative
 
 from .conftest import LiveServer, TinyCheckpoint, settings_for
@@ -178,24 +178,33 @@ def test_tilejson_with_a_configured_public_url(
 @contextmanager
 def route_only(server: LiveServer) -> Iterator[None]:
     """Canonical tile URLs reach the FastAPI route instead of the fast path: the fast path falls
-    through while it sees no loaded model, so it is shown a state without one."""
-    app = server.app.middleware_stack
-    assert app is not None, "the server has not answered a request yet"
-    while not isinstance(app, TileFastPath):
-        app = app.app  # type: ignore[attr-defined]
-    real = app.state
-    app.state = SimpleNamespace(loaded=None)  # type: ignore[assignment]
+    through while it sees no loaded model, so it is shown a state without one (the routes read
+    theirs from `app.state`)."""
+    app = server.app
+    assert isinstance(app, TileServerApp)
+    real = app.server
+    app.server = SimpleNamespace(loaded=None)  # type: ignore[assignment]
     try:
         yield
     finally:
-        app.state = real
+        app.server = real
 
 
 def test_fast_path_answers_like_the_route(server: LiveServer) -> None:
     """Canonical URLs are answered by the pure-ASGI fast path; with it switched off they reach
     the FastAPI route. Both call the same answer function, so clients cannot tell them apart:
-    misses, hits, 304s and errors alike, whichever of the two saw the tile first."""
-    keys = ("etag", "cache-control", "content-type", "content-length", "retry-after")
+    misses, hits, 304s and errors alike, whichever of the two saw the tile first, with the same
+    CORS headers, and both are counted in /metrics."""
+    keys = (
+        "etag",
+        "cache-control",
+        "content-type",
+        "content-length",
+        "retry-after",
+        "access-control-allow-origin",
+        "access-control-expose-headers",
+        "vary",
+    )
 
     def same(path: str, *headers: tuple[str, str]) -> httpx.Response:
         fast = server.client.get(path, headers=list(headers))
@@ -215,7 +224,10 @@ def test_fast_path_answers_like_the_route(server: LiveServer) -> None:
         k: route_miss.headers.get(k) for k in keys
     }
     tag = route_miss.headers["etag"]
+    before = server.metric("infinitygan_http_requests_total", route=TILE_ROUTE, status="304")
     assert same("/tiles/16/8/-6/3.png", ("If-None-Match", tag)).status_code == 304
+    after = server.metric("infinitygan_http_requests_total", route=TILE_ROUTE, status="304")
+    assert after == before + 2  # counted once by the fast path, once by the middleware
     # Two If-None-Match headers: both read the first, like any Starlette app.
     twice = same("/tiles/16/8/-6/3.png", ("If-None-Match", '"x"'), ("If-None-Match", tag))
     assert twice.status_code == 200
@@ -226,6 +238,10 @@ def test_fast_path_answers_like_the_route(server: LiveServer) -> None:
     assert same("/tiles/16/99999/0/0.png").json()["error"]["code"] == "zoom_out_of_range"
     assert same(f"/tiles/16/8/{2**31}/0.png").json()["error"]["code"] == "tile_out_of_bounds"
     assert same(f"/tiles/{2**63}/8/0/0.png").json()["error"]["code"] == "invalid_seed"
+    cors = same("/tiles/16/8/-6/3.png", ("Origin", "https://maps.example"))
+    assert cors.headers["access-control-allow-origin"] == "*"
+    assert "ETag" in cors.headers["access-control-expose-headers"]
+    assert same("/tiles/16/9/0/0.png", ("Origin", "https://x.example")).status_code == 404
     head = server.client.head("/tiles/16/8/-6/3.png")
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == route_miss.headers["content-length"]
