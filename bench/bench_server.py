@@ -1,9 +1,11 @@
 """Tile server benchmarks, printed side by side in one run.
 
-1. Cached tiles held in process: the full stack (`GET /tiles/...`) vs a minimal ASGI endpoint in
-   the same server process returning the same bytes (target ratio >= 0.8).
-2. Tiles from Redis (in-process cache off): full stack vs a minimal endpoint that reads the same
-   key from the same Redis per request (target >= 0.5 of the in-process minimal endpoint).
+1-2. Cached tiles, two servers side by side, wrk rounds alternating between four endpoints, each
+   cycling over the same 16 tiles (one metatile around the horizon): the full stack
+   (`GET /tiles/...`) with tiles held in process, vs a minimal ASGI endpoint in the same server
+   returning the same bytes (target >= 0.8); the full stack of a server whose in-process cache is
+   off, reading every tile from Redis, vs the in-process full stack (target >= 0.5), and vs a
+   minimal endpoint doing one redis-py GET per request.
 3. Bytes per tile of each format (PNG, WebP, JPEG) and the server's encode time per tile.
 4. Cold tiles/s through HTTP (render + encode + cache) vs the renderer's raw metatile throughput
    (`render_batch` in a loop, same metatile size and batch) (target >= 0.8).
@@ -13,9 +15,9 @@
 Tiles are requested in `--format` (default WebP, the format TileJSON advertises).
 
 Throughput is measured with `wrk` (apt-get install wrk); the server runs in a subprocess with
-uvloop + httptools, exactly as `infinitygan serve` runs it. Usage:
+the uvicorn configuration `infinitygan serve` uses (`server/uvicorn_config.py`). Usage:
 
-    python bench/bench_server.py [--checkpoint PATH] [--format webp] [--phases memory,redis]
+    python bench/bench_server.py [--checkpoint PATH] [--format webp] [--phases tiers,formats]
 
 Without --checkpoint the shipped checkpoint is used if present, else the test suite's `tiny` one.
 Redis, the tiny checkpoint and metric readings come from the test suite's harness
@@ -38,7 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -59,20 +61,23 @@ _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 # ---------------------------------------------------------------- server side (subprocess)
 
 
-def serve(settings_json: str, port: int, body_file: str, redis_key: str | None) -> None:
-    """Run create_app under uvicorn, wrapped by a dispatcher that answers /bench/raw (the bytes
-    in body_file, read once) and /bench/redis-raw (redis GET of redis_key per request) without
-    touching the app: the minimal endpoints of the comparison."""
+def serve(settings_json: str, port: int, bodies: str, redis_keys: str) -> None:
+    """Run create_app under the server's own uvicorn config, behind a dispatcher that answers
+    /bench/raw/{i} (the bytes of file {i} in the folder `bodies`, each read once) and
+    /bench/redis-raw/{i} (a redis-py GET of line {i} of the file `redis_keys`, per request)
+    without touching the app: the minimal endpoints of the comparison."""
     import redis.asyncio as aioredis
     import uvicorn
 
     from infinitygan.server.app import create_app
     from infinitygan.server.settings import Settings
+    from infinitygan.server.uvicorn_config import uvicorn_config
 
     settings = Settings(**json.loads(settings_json))
     app = create_app(settings)
     client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
-    body: dict[str, bytes] = {}
+    cached: dict[str, bytes] = {}
+    keys: list[str] = []
     headers = [(b"content-type", b"application/octet-stream")]
 
     async def send_bytes(send: Any, data: bytes) -> None:
@@ -80,41 +85,36 @@ def serve(settings_json: str, port: int, body_file: str, redis_key: str | None) 
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [*headers, (b"content-length", str(len(data)).encode())],
+                "headers": [*headers, (b"content-length", b"%d" % len(data))],
             }
         )
         await send({"type": "http.response.body", "body": data})
 
     async def dispatcher(scope: Any, receive: Any, send: Any) -> None:
-        path = scope.get("path")
-        if path == "/bench/raw":
-            if "raw" not in body:
-                body["raw"] = Path(body_file).read_bytes()
-            await send_bytes(send, body["raw"])
-        elif path == "/bench/redis-raw" and client is not None and redis_key:
-            await send_bytes(send, await client.get(redis_key) or b"")
+        path = scope.get("path", "")
+        if path.startswith("/bench/raw/"):
+            name = path.removeprefix("/bench/raw/")
+            if name not in cached:
+                cached[name] = (Path(bodies) / name).read_bytes()
+            await send_bytes(send, cached[name])
+        elif path.startswith("/bench/redis-raw/") and client is not None:
+            if not keys:
+                keys.extend(Path(redis_keys).read_text().split())
+            value = await client.get(keys[int(path.removeprefix("/bench/redis-raw/"))])
+            await send_bytes(send, value or b"")
         else:
             await app(scope, receive, send)
 
-    uvicorn.run(
-        dispatcher,
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        timeout_keep_alive=75,  # as `infinitygan serve`
-    )
+    config = uvicorn_config(dispatcher, settings, port=port, log_level="warning")
+    uvicorn.Server(config).run()
 
 
 class Server:
-    def __init__(self, settings: dict[str, Any], redis_key: str | None = None) -> None:
+    def __init__(self, settings: dict[str, Any]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        fd, self.body_file = tempfile.mkstemp(suffix=".tile")
-        os.close(fd)
+        self.bodies = Path(tempfile.mkdtemp(prefix="bench-bodies-"))  # /bench/raw/{i}
+        self.redis_keys = self.bodies / "redis-keys"  # /bench/redis-raw/{i}
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -123,10 +123,10 @@ class Server:
                 json.dumps(settings),
                 "--port",
                 str(self.port),
-                "--body-file",
-                self.body_file,
-                "--redis-key",
-                redis_key or "",
+                "--bodies",
+                str(self.bodies),
+                "--redis-keys",
+                str(self.redis_keys),
             ],
             cwd=ROOT,
         )
@@ -140,7 +140,7 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(60)
-        Path(self.body_file).unlink(missing_ok=True)
+        shutil.rmtree(self.bodies, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- measurements
@@ -152,16 +152,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(url: str, duration: int, connections: int, pid: int) -> dict[str, float]:
+def cycling_script(paths: list[str]) -> str:
+    """A wrk Lua script whose requests cycle over `paths` (each wrk thread from its own start)."""
+    quoted = ", ".join(json.dumps(p) for p in paths)
+    return (
+        f"local paths = {{{quoted}}}\n"
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i % #paths + 1\n"
+        '  return wrk.format("GET", paths[i])\n'
+        "end\n"
+    )
+
+
+def wrk(
+    url: str, duration: int, connections: int, pid: int, paths: list[str] | None = None
+) -> dict[str, float]:
     """Throughput and latency from wrk, plus the server's CPU time per request: on a machine
-    shared with other work, CPU per request is the stable basis for a ratio."""
-    cpu0 = cpu_seconds(pid)
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    shared with other work, CPU per request is the stable basis for a ratio. With `paths`, the
+    requests cycle over them (on `url`'s host) instead of repeating `url`."""
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        if paths:
+            script.write(cycling_script(paths))
+            script.flush()
+            command[1:1] = ["-s", script.name]
+        cpu0 = cpu_seconds(pid)
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     cpu = cpu_seconds(pid) - cpu0
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     result = {
@@ -176,28 +193,40 @@ def wrk(url: str, duration: int, connections: int, pid: int) -> dict[str, float]
     return result
 
 
-def compare(
-    label: str, server: Server, full_path: str, raw_path: str, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Alternate the two endpoints (rounds) so background load hits both alike; keep the best."""
-    runs: dict[str, list[dict[str, float]]] = {"full": [], "raw": []}
+class Endpoint(NamedTuple):
+    """One thing wrk loads: `paths` on `server`, cycled over."""
+
+    label: str
+    server: Server
+    paths: list[str]
+
+
+def compare(endpoints: list[Endpoint], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Alternate wrk rounds over the endpoints (so background load hits them alike); keep each
+    one's best throughput and its lowest server CPU per request."""
+    runs: dict[str, list[dict[str, float]]] = {e.label: [] for e in endpoints}
     for _ in range(args.rounds):
-        for name, path in (("raw", raw_path), ("full", full_path)):
-            runs[name].append(wrk(server.url + path, args.duration, args.connections, server.pid))
-    best = {k: max(v, key=lambda r: r["rps"]) for k, v in runs.items()}
-    ratio = best["full"]["rps"] / best["raw"]["rps"]
-    cpu = {k: min(r["cpu_us_per_request"] for r in v) for k, v in runs.items()}
-    cpu_ratio = cpu["raw"] / cpu["full"]
-    print(f"\n{label}")
-    for name in ("raw", "full"):
-        r = best[name]
+        for e in endpoints:
+            runs[e.label].append(
+                wrk(
+                    e.server.url + e.paths[0],
+                    args.duration,
+                    args.connections,
+                    e.server.pid,
+                    e.paths,
+                )
+            )
+    best = {}
+    for e in endpoints:
+        top = max(runs[e.label], key=lambda r: r["rps"])
+        cpu = min(r["cpu_us_per_request"] for r in runs[e.label])
+        best[e.label] = {**top, "cpu_us_per_request": cpu}
         print(
-            f"  {name:>4}: {r['rps']:8.0f} req/s   p50 {r['p50_ms']:7.2f} ms   "
-            f"p99 {r['p99_ms']:7.2f} ms   non-2xx {r['non2xx']:.0f}   "
-            f"server CPU {cpu[name]:6.1f} us/request"
+            f"  {e.label:>22}: {top['rps']:8.0f} req/s   p50 {top['p50_ms']:6.2f} ms   "
+            f"p99 {top['p99_ms']:7.2f} ms   non-2xx {top['non2xx']:.0f}   "
+            f"server CPU {cpu:6.1f} us/request"
         )
-    print(f"  ratio full/raw = {ratio:.2f} (throughput), {cpu_ratio:.2f} (CPU per request)")
-    return {"label": label, **best, "ratio": ratio, "cpu_us": cpu, "cpu_ratio": cpu_ratio}
+    return best
 
 
 def raw_render_rate(gen: Any, metatile: int, batch: int, n: int) -> float:
@@ -289,19 +318,70 @@ async def replay(
 # ---------------------------------------------------------------- driver
 
 
-def phase_memory(server: Server, args: argparse.Namespace) -> dict[str, Any]:
-    tile = httpx.get(f"{server.url}/tiles/7/8/0/0.{args.format}", timeout=600)
-    assert tile.status_code == 200, tile.status_code
-    Path(server.body_file).write_bytes(tile.content)
-    assert httpx.get(f"{server.url}/bench/raw").content == tile.content
-    print(f"tile body: {len(tile.content)} bytes")
-    return compare(
-        "1. cached tile, in-process LRU: full stack vs minimal endpoint (target >= 0.8)",
-        server,
-        f"/tiles/7/8/0/0.{args.format}",
-        "/bench/raw",
-        args,
-    )
+def bench_tiles(fmt: str, metatile: int) -> list[str]:
+    """One metatile of tiles centred on the horizon (sky, the band, ground: sizes vary)."""
+    rows = range(-(metatile // 2), metatile - metatile // 2)
+    return [f"/tiles/7/8/{x}/{y}.{fmt}" for y in rows for x in range(metatile)]
+
+
+def phase_tiers(base: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Cached tiles from process memory and from Redis alone, side by side in one run."""
+    from infinitygan.server.cache import redis_tile_key
+
+    redis_proc = RedisProcess("--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru")
+    redis_proc.start()
+    prefix = "bench"
+    paths = bench_tiles(args.format, args.metatile)
+    raw = [f"/bench/raw/{i}" for i in range(len(paths))]
+    redis_raw = [f"/bench/redis-raw/{i}" for i in range(len(paths))]
+    memory = Server(base)
+    shared = Server({**base, "redis_url": redis_proc.url, "cache_bytes": 0, "redis_prefix": prefix})
+    try:
+        keys = []
+        for i, path in enumerate(paths):
+            tile = httpx.get(memory.url + path, timeout=600)
+            again = httpx.get(shared.url + path, timeout=600)  # rendered, stored in Redis
+            assert tile.status_code == again.status_code == 200, path
+            assert tile.content == again.content, path
+            (memory.bodies / str(i)).write_bytes(tile.content)
+            keys.append(redis_tile_key(prefix, tile.headers["etag"].strip('"')))  # ETag = key
+        shared.redis_keys.write_text("\n".join(keys))
+        for i in range(len(paths)):  # the baselines must return the very bytes of the tiles
+            body = (memory.bodies / str(i)).read_bytes()
+            assert httpx.get(memory.url + raw[i]).content == body
+            assert httpx.get(shared.url + redis_raw[i]).content == body
+        sizes = [len((memory.bodies / str(i)).read_bytes()) for i in range(len(paths))]
+        print(
+            f"\n1-2. cached tiles ({len(paths)} tiles cycled, {statistics.mean(sizes):.0f} B "
+            f"mean body): process memory vs Redis alone"
+        )
+        best = compare(
+            [
+                Endpoint("memory: minimal", memory, raw),
+                Endpoint("memory: full stack", memory, paths),
+                Endpoint("redis: minimal (GET)", shared, redis_raw),
+                Endpoint("redis: full stack", shared, paths),
+            ],
+            args,
+        )
+    finally:
+        memory.stop()
+        shared.stop()
+        redis_proc.kill()
+    rps = {label: r["rps"] for label, r in best.items()}
+    ratios = {
+        "memory full / memory minimal (target >= 0.8)": (
+            rps["memory: full stack"] / rps["memory: minimal"]
+        ),
+        "redis full / memory full (target >= 0.5)": (
+            rps["redis: full stack"] / rps["memory: full stack"]
+        ),
+        "redis full / memory minimal": rps["redis: full stack"] / rps["memory: minimal"],
+        "redis full / redis minimal": rps["redis: full stack"] / rps["redis: minimal (GET)"],
+    }
+    for what, ratio in ratios.items():
+        print(f"  {what}: {ratio:.2f}")
+    return {"endpoints": best, "ratios": ratios, "mean_bytes": statistics.mean(sizes)}
 
 
 def phase_cold(server: Server, checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -403,44 +483,6 @@ def phase_replay(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     return rep
 
 
-def phase_redis(base: dict[str, Any], checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
-    from infinitygan.model.checkpoint import content_version
-    from infinitygan.server.cache import redis_tile_key
-    from infinitygan.server.encode import served_encodings
-    from infinitygan.server.tiling import TileAddress, content_key
-
-    redis_proc = RedisProcess("--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru")
-    redis_proc.start()
-    prefix = "bench"
-    settings = {
-        **base,
-        "redis_url": redis_proc.url,
-        "cache_bytes": 0,  # every request reads Redis
-        "redis_prefix": prefix,
-    }
-    version = content_version(Path(checkpoint).read_bytes())
-    tag = served_encodings(85, 85)[args.format].tag
-    key = redis_tile_key(prefix, content_key(version, TileAddress(7, 8, 0, 0), tag))
-    try:
-        server = Server(settings, redis_key=key)
-        try:
-            tile = httpx.get(f"{server.url}/tiles/7/8/0/0.{args.format}", timeout=600)
-            assert tile.status_code == 200, tile.status_code
-            # The baseline must read the very bytes the server cached, or it measures nothing.
-            assert httpx.get(f"{server.url}/bench/redis-raw").content == tile.content
-            return compare(
-                "2. cached tile, from Redis: full stack vs minimal Redis-reading endpoint",
-                server,
-                f"/tiles/7/8/0/0.{args.format}",
-                "/bench/redis-raw",
-                args,
-            )
-        finally:
-            server.stop()
-    finally:
-        redis_proc.kill()
-
-
 def tiny_checkpoint(directory: Path) -> str:
     path = directory / "tiny.safetensors"
     write_tiny_checkpoint(path)
@@ -462,18 +504,16 @@ def main() -> None:
     parser.add_argument("--replay-steps", type=int, default=6)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--body-file", help=argparse.SUPPRESS)
-    parser.add_argument("--redis-key", help=argparse.SUPPRESS)
+    parser.add_argument("--bodies", help=argparse.SUPPRESS)
+    parser.add_argument("--redis-keys", help=argparse.SUPPRESS)
     parser.add_argument("--replay-minzoom", type=int, default=7)
-    parser.add_argument(
-        "--phases", default="memory,redis,formats,cold,zoom,replay", help="comma list"
-    )
-    parser.add_argument("--minzoom", type=int, default=5, help="lowest zoom served and timed")
+    parser.add_argument("--phases", default="tiers,formats,cold,zoom,replay", help="comma list")
+    parser.add_argument("--minzoom", type=int, default=6, help="lowest zoom served and timed")
     parser.add_argument("--format", default="webp", choices=("webp", "png", "jpg"))
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
     if args.serve:
-        serve(args.serve, args.port, args.body_file, args.redis_key or None)
+        serve(args.serve, args.port, args.bodies, args.redis_keys)
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is required: apt-get install wrk")
@@ -501,11 +541,11 @@ def main() -> None:
     )
     phases = set(args.phases.split(","))
     results: dict[str, Any] = {}
-    if phases & {"memory", "formats", "cold", "zoom", "replay"}:
+    if "tiers" in phases:
+        results["tiers"] = phase_tiers(base, args)
+    if phases & {"formats", "cold", "zoom", "replay"}:
         server = Server(base)
         try:
-            if "memory" in phases:
-                results["memory"] = phase_memory(server, args)
             if "formats" in phases:
                 results["formats"] = phase_formats(server, args)
             if "cold" in phases:
@@ -516,12 +556,6 @@ def main() -> None:
                 results["replay"] = phase_replay(server, args)
         finally:
             server.stop()
-    if "redis" in phases:
-        results["redis"] = phase_redis(base, checkpoint, args)
-        if "memory" in results:
-            ratio = results["redis"]["full"]["rps"] / results["memory"]["raw"]["rps"]
-            print(f"  ratio full-from-Redis / in-process minimal = {ratio:.2f} (target >= 0.5)")
-            results["redis"]["ratio_vs_memory_raw"] = ratio
     (tmp / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(f"\nresults: {tmp / 'results.json'}")
 
