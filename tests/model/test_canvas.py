@@ -1,13 +1,21 @@
 """The seamlessness contract: a region rendered in one pass equals the same region assembled from
 independently rendered 256x256 tiles (identical uint8, at most 1 level off), anywhere on the
-canvas up to tile +-(2**31 - 1), whatever the batch, order or chunking; plus argument checks."""
+canvas up to tile +-(2**31 - 1), whatever the batch, order or chunking; plus argument checks.
+
+The renders run on INFINITYGAN_TEST_DEVICE (default cpu): `bench/gpu_check.py` runs this file
+with `cuda`, so the contract is checked on the device that serves tiles there, whose renderer
+takes the batched kernels, not only on the CPU's fused ones.
+"""
 
 from __future__ import annotations
 
+import copy
+import os
 import random
 
 import numpy as np
 import pytest
+import torch
 
 from infinitygan.model import canvas
 from infinitygan.model.canvas import (
@@ -22,6 +30,15 @@ from tests.conftest import assert_close_uint8, assert_informative
 
 T = 256
 FAR = 2**31 - 2
+DEVICE = torch.device(os.environ.get("INFINITYGAN_TEST_DEVICE", "cpu"))
+on_cpu_only = pytest.mark.skipif(DEVICE.type != "cpu", reason="the CPU renderer's policy")
+on_accelerator_only = pytest.mark.skipif(DEVICE.type == "cpu", reason="an accelerator's policy")
+
+
+@pytest.fixture(scope="module")
+def tiny_g(tiny_g: Generator) -> Generator:
+    """The session's tiny generator on DEVICE (a copy there: the session's one stays on cpu)."""
+    return tiny_g if DEVICE.type == "cpu" else copy.deepcopy(tiny_g).to(DEVICE)
 
 
 def _assemble(tiles: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -85,9 +102,10 @@ def test_batch_composition_and_order_do_not_matter(tiny_g: Generator) -> None:
     assert np.array_equal(alone[0], alone[4])
 
 
-def test_cpu_renderer_runs_each_window_alone_with_the_fused_kernels(
-    tiny_g: Generator, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _forward_calls(
+    tiny_g: Generator, monkeypatch: pytest.MonkeyPatch, jobs: list[tuple[int, Rect]]
+) -> list[tuple[int, str]]:
+    """(batch, impl) of every generator call while CanvasRenderer renders `jobs`."""
     calls: list[tuple[int, str]] = []
     forward = Generator.forward
 
@@ -96,10 +114,26 @@ def test_cpu_renderer_runs_each_window_alone_with_the_fused_kernels(
         return forward(self, z_global, *args, impl=impl, **kwargs)
 
     monkeypatch.setattr(Generator, "forward", spy)
-    jobs = [(s, Rect(T * s, 0, T, T)) for s in range(3)]
     out = CanvasRenderer(tiny_g)(jobs)
-    assert calls == [(1, "fused")] * 3
-    assert out.shape == (3, T, T, 3)
+    assert out.shape == (len(jobs), T, T, 3)
+    return calls
+
+
+@on_cpu_only
+def test_cpu_renderer_runs_each_window_alone_with_the_fused_kernels(
+    tiny_g: Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = [(s, Rect(T * s, 0, T, T)) for s in range(3)]
+    assert _forward_calls(tiny_g, monkeypatch, jobs) == [(1, "fused")] * 3
+
+
+@on_accelerator_only
+def test_accelerator_renderer_batches_windows_and_fuses_a_lone_one(
+    tiny_g: Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = [(s, Rect(T * s, 0, T, T)) for s in range(3)]
+    assert _forward_calls(tiny_g, monkeypatch, jobs) == [(3, "batched")]
+    assert _forward_calls(tiny_g, monkeypatch, jobs[:1]) == [(1, "fused")]
 
 
 def test_renderer_pixels_equal_the_batched_reference(tiny_g: Generator) -> None:
@@ -116,7 +150,11 @@ def test_renderer_pixels_equal_the_batched_reference(tiny_g: Generator) -> None:
     for a, b in zip(fused, batched, strict=True):
         assert_informative(a)
         assert_close_uint8(a, b)
-    assert np.array_equal(render_batch(tiny_g, jobs), fused)
+    served = render_batch(tiny_g, jobs)
+    if DEVICE.type == "cpu":
+        assert np.array_equal(served, fused)  # the CPU renderer is the fused path, bit for bit
+    for a, b in zip(served, fused, strict=True):
+        assert_close_uint8(a, b)
 
 
 def test_render_order_does_not_matter(tiny_g: Generator) -> None:
