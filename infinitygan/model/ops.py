@@ -171,15 +171,18 @@ def blur(
 
 
 def _polyphase_up(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """conv_transpose2d(x, w, stride=2) without the zero-stuffing waste: [B, O, 2H, 2W], whose
-    last row and column are junk (callers crop to 2H-1 first).
+    """conv_transpose2d(x, w, stride=2) cropped by 1 on every side, without the zero-stuffing
+    waste: [B, O, 2H-1, 2W-1], dense in channels_last.
 
     w is a conv2d-layout weight [out, in, 3, 3] applied as a transposed kernel (no flip).
     Output row 2m uses tap 1 of input row m; row 2m+1 uses tap 2 of row m and tap 0 of row m+1,
     so the four phases are 1x1, 1x2, 2x1 and 2x2 valid convs of the input extended by one zero
     row and column at the end. The conv's own padding provides that zero (and one at the start,
-    whose output we skip), so no padded or sliced copy of the input is ever made; the phases are
-    written straight into an NHWC buffer (one pass over the output).
+    whose output we skip), so no padded or sliced copy of the input is ever made; each phase is
+    written straight into its rows and columns of an NHWC buffer of exactly the output size (one
+    pass over the output). The odd phases' last row/column (which would need input row H) is
+    never written, so the blur that follows reads a dense tensor and writes one, and the next
+    conv gets its input without a reorder copy.
     """
     b, _, h, wd = x.shape
     phases = (
@@ -188,10 +191,9 @@ def _polyphase_up(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         ((1, 0), F.conv2d(x, w[:, :, ::2, 1:2].flip(2), padding=(1, 0))[:, :, 1:, :]),
         ((1, 1), F.conv2d(x, w[:, :, ::2, ::2].flip(2, 3), padding=1)[:, :, 1:, 1:]),
     )
-    out = torch.empty(b, 2 * h, 2 * wd, w.shape[0], dtype=x.dtype, device=x.device)
-    out6 = out.view(b, h, 2, wd, 2, w.shape[0])
+    out = torch.empty(b, 2 * h - 1, 2 * wd - 1, w.shape[0], dtype=x.dtype, device=x.device)
     for (i, j), phase in phases:
-        out6[:, :, i, :, j, :].copy_(phase.permute(0, 2, 3, 1))
+        out[:, i::2, j::2].copy_(phase.permute(0, 2, 3, 1)[:, : h - i, : wd - j])
     return out.permute(0, 3, 1, 2)  # NCHW view of a channels_last buffer
 
 
@@ -211,20 +213,17 @@ def up_conv2d(
     the batched modulated conv asks for it. A bias is added after the blur (whose gain is 4,
     as in StyleGAN2's upfirdn up-sampling).
     """
-    h, w = x.shape[2], x.shape[3]
-    if impl == "transposed":
-        y = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)  # 2H+1
-        # a valid blur commutes with cropping: crop its output instead of its input, which
-        # spares the blur a copy of a sliced input (and its gradient a zero-padded one)
-        crop = 1
-    elif impl == "polyphase":
-        y = _polyphase_up(x, weight)  # already cropped, plus a junk last row/column
-        crop = 0
-    else:
+    if impl == "polyphase":
+        # already cropped and dense, so the blur's output is too (the next conv reads it as is)
+        return blur(_polyphase_up(x, weight), (1, 2, 1), 4.0, bias=bias)
+    if impl != "transposed":
         raise ValueError(f"unknown up_conv2d impl {impl!r}")
-    # blurring the junk of the polyphase buffer only adds outputs we drop
+    h, w = x.shape[2], x.shape[3]
+    y = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)  # 2H+1
+    # a valid blur commutes with cropping: crop its output instead of its input, which spares
+    # the blur a copy of a sliced input (and its gradient a zero-padded one)
     out = blur(y, (1, 2, 1), 4.0, bias=bias)
-    return out[:, :, crop : crop + 2 * h - 3, crop : crop + 2 * w - 3]
+    return out[:, :, 1 : 1 + 2 * h - 3, 1 : 1 + 2 * w - 3]
 
 
 def modulated_conv2d(

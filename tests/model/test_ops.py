@@ -26,7 +26,9 @@ def _inputs(
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize("shape", [(1, 3, 5, 4, 4), (2, 8, 6, 7, 5), (3, 16, 16, 9, 12)])
+@pytest.mark.parametrize(
+    "shape", [(1, 2, 3, 2, 3), (1, 3, 5, 4, 4), (2, 8, 6, 7, 5), (3, 16, 16, 9, 12)]
+)
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_polyphase_up_conv_equals_transposed(
     memory_format: torch.memory_format, shape: tuple[int, ...], with_bias: bool
@@ -44,6 +46,8 @@ def test_polyphase_up_conv_equals_transposed(
     bias32 = None if bias is None else bias.float()
     fast32 = ops.up_conv2d(x32, w64.float(), bias32)
     torch.testing.assert_close(fast32, ref.float(), rtol=1e-5, atol=1e-4)
+    # dense, not a crop: the next conv takes it without a reorder copy
+    assert fast32.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_transposed_up_conv_is_the_aligned_chain() -> None:
