@@ -38,10 +38,11 @@ def keep_render_memory() -> bool:
     minor page faults per metatile, a quarter of its time (1 thread, AMD EPYC, KVM). Without
     mmap (M_MMAP_MAX 0) and with a 1 GiB trim threshold the renderer reuses the same memory
     from render to render (no faults at all once warm), at the cost of holding its high-water
-    mark (a few hundred MB more peak RSS). Process-wide, so the rendering entry points call it
-    (the tile server, `infinitygan render`), not the library (training keeps its own setting,
-    `keep_freed_memory`). Returns whether the C library took both settings (a no-op where it
-    has no mallopt)."""
+    mark between renders: ~1.05 GB resident after 1024-px metatiles instead of ~0.55 GB, steady
+    over mixed sizes, and 10-25% more peak RSS for a chunked `render_region`. Process-wide, so
+    the rendering entry points call it (the tile server, `infinitygan render`), not the library
+    (training keeps its own setting, `keep_freed_memory`). Returns whether the C library took
+    both settings (a no-op where it has no mallopt)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
