@@ -15,13 +15,12 @@ shared, possibly throttled CPU):
 5. seconds per megapixel of the `paper` config (random weights) (target <= 40 s/MP).
 
 `--baseline REV` measures instead what a change gave: the conv peak, then one metatile render
-of this working tree (or of revision `--new`) against the same render of revision REV (both
-exported with `git archive`),
-each tree in its own long-lived subprocess (PYTHONPATH pointing at it), in alternating rounds
-A B A B ...: a process waits, idle, while the other measures, so per-round ratios pair
-measurements taken moments apart on a shared CPU. Each tree runs as the tile server would (its
-own `keep_render_memory` allocator setting where it has one), and the two trees' pixels are
-compared.
+of this working tree (or of revision `--new`) against the same render of revision REV
+(revisions are exported with `git archive`), each tree in its own long-lived subprocess
+(PYTHONPATH pointing at it), in alternating rounds A B A B ...: a process waits, idle, while
+the other measures, so per-round ratios pair measurements taken moments apart on a shared CPU.
+Each tree runs as the tile server would (its own `keep_render_memory` allocator setting where
+it has one), and the two trees' pixels are compared.
 
 The whole run, the parent included, uses the allocator setting the tile server uses
 (`keep_render_memory`), so the conv peak and the renders see the same memory behaviour.
