@@ -14,6 +14,17 @@ shared, possibly throttled CPU):
    size of the output array;
 5. seconds per megapixel of the `paper` config (random weights) (target <= 40 s/MP).
 
+`--baseline REV` measures instead what a change gave: the conv peak, then one metatile render
+of this working tree (or of revision `--new`) against the same render of revision REV
+(revisions are exported with `git archive`), each tree in its own long-lived subprocess
+(PYTHONPATH pointing at it), in alternating rounds A B A B ...: a process waits, idle, while
+the other measures, so per-round ratios pair measurements taken moments apart on a shared CPU.
+Each tree runs as the tile server would (its own `keep_render_memory` allocator setting where
+it has one), and the two trees' pixels are compared.
+
+The whole run, the parent included, uses the allocator setting the tile server uses
+(`keep_render_memory`), so the conv peak and the renders see the same memory behaviour.
+
 Weights are random (speed does not depend on them) unless --checkpoint is given. Pass
 `--pause-pid-file PATH` (the training job's pid file) to SIGSTOP a background training job while
 measuring; it is resumed on exit, on Ctrl-C and on SIGTERM.
@@ -26,15 +37,20 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from machine import cpu_flags, cpu_name, paused  # bench/, beside this script
+from revisions import ROOT, describe, exported
 from torch.utils.flop_counter import FlopCounterMode
 
 from infinitygan.model.canvas import Rect, render_batch, render_region
@@ -185,8 +201,19 @@ def throughput(g: Generator, large: int, meta: int, repeats: int, peak: float) -
     return out
 
 
+def render_memory_setting() -> None:
+    """The tile server's allocator setting, as the imported tree has it (revisions older than
+    `infinitygan.malloc_tuning` have none)."""
+    try:
+        from infinitygan.malloc_tuning import keep_render_memory
+    except ImportError:
+        return
+    keep_render_memory()
+
+
 def memory_child(preset: str, checkpoint: str, width: int, height: int, chunk: int) -> None:
     """Runs in a fresh interpreter: baseline RSS after loading, then the render's high-water."""
+    render_memory_setting()
     g = make_generator(preset, Path(checkpoint) if checkpoint else None)
     render_region(g, SEED, Rect(0, 0, 64, 64), max_chunk=chunk)  # import / allocator warm-up
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -219,10 +246,159 @@ def paper(size: int, chunk: int) -> dict:
     return {"seconds": seconds, "s_per_mp": seconds / (size * size / 1e6), "flops": flops}
 
 
+def metatile_rect(meta: int) -> Rect:
+    """The metatile the profile and the baseline comparison render, around the horizon."""
+    return Rect(-meta * TILE // 2, -meta * TILE // 2, meta * TILE, meta * TILE)
+
+
+def render_child(preset: str, checkpoint: str, meta: int) -> None:
+    """One tree's metatile render, driven over stdin/stdout (`--baseline`): "run N" answers the
+    best wall and CPU seconds of N renders and their minor page faults, "pixels PATH" saves the
+    render's uint8 pixels there. Imports whichever tree PYTHONPATH names."""
+    import infinitygan
+
+    render_memory_setting()  # the tree's server setting, if any
+    g = make_generator(preset, Path(checkpoint) if checkpoint else None)
+    rect = metatile_rect(meta)
+    render_batch(g, [(SEED, rect)])  # oneDNN builds its kernels
+    flops = count_flops(lambda: render_batch(g, [(SEED, rect)]))
+    print(json.dumps({"ready": infinitygan.__file__, "flops": flops}), flush=True)
+    for line in sys.stdin:
+        cmd, arg = line.split()
+        if cmd == "run":
+            wall, cpu, faults = [], [], []
+            for _ in range(int(arg)):
+                f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                t0, c0 = time.perf_counter(), time.process_time()
+                render_batch(g, [(SEED, rect)])
+                wall.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
+                faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+            print(json.dumps({"wall": min(wall), "cpu": min(cpu), "faults": min(faults)}))
+        else:
+            np.save(arg, render_batch(g, [(SEED, rect)])[0])
+            print(json.dumps({"saved": arg}))
+        sys.stdout.flush()
+
+
+class Tree:
+    """One tree's `render_child` process."""
+
+    def __init__(self, name: str, root: Path, args: argparse.Namespace) -> None:
+        self.name = name
+        n = str(torch.get_num_threads())
+        env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
+        cmd = [sys.executable, __file__, "--render-child", "small"]
+        cmd += [str(args.checkpoint or ""), str(args.meta)]
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.ready = self._reply()
+        imported = Path(self.ready["ready"]).resolve()
+        if root.resolve() not in imported.parents:
+            raise RuntimeError(f"{name}: imported {imported}, not the tree at {root}")
+
+    def _reply(self) -> dict:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.name}: child exited with {self.proc.wait()}")
+        return json.loads(line)
+
+    def ask(self, command: str) -> dict:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def compare(args: argparse.Namespace, peak: float) -> dict:
+    """`--baseline`: the paired rounds of one metatile render, old tree vs this one, then their
+    pixels; prints the tables and returns the numbers."""
+    rows: list[dict] = []
+    with ExitStack() as stack:
+        base_root = stack.enter_context(exported(args.baseline))
+        new_root = stack.enter_context(exported(args.new)) if args.new else ROOT
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        trees = [Tree("old", base_root, args), Tree("new", new_root, args)]
+        try:
+            for r in range(args.rounds):
+                row: dict = {"round": r + 1}
+                for tree in trees:
+                    row[tree.name] = tree.ask(f"run {args.repeats}")
+                rows.append(row)
+            pixels = []
+            for tree in trees:
+                tree.ask(f"pixels {tmp / tree.name}.npy")
+                pixels.append(np.load(tmp / f"{tree.name}.npy").astype(np.int16))
+        finally:
+            for tree in trees:
+                tree.close()
+    flops = {tree.name: tree.ready["flops"] for tree in trees}
+    side = args.meta * TILE
+    print(f"\n# old: {describe(args.baseline)}\n# new: {describe(args.new)}")
+    table(
+        f"metatile {side}x{side} of `small`, old vs new, best of {args.repeats} per round",
+        ["round", "old s", "new s", "new/old wall", "old CPU s", "new CPU s", "new/old CPU"],
+        [
+            [
+                str(row["round"]),
+                f"{row['old']['wall']:.3f}",
+                f"{row['new']['wall']:.3f}",
+                f"{row['new']['wall'] / row['old']['wall']:.3f}",
+                f"{row['old']['cpu']:.3f}",
+                f"{row['new']['cpu']:.3f}",
+                f"{row['new']['cpu'] / row['old']['cpu']:.3f}",
+            ]
+            for row in rows
+        ],
+    )
+    out: dict = {"baseline": args.baseline, "flops": flops, "rounds": rows}
+    summary = []
+    for name in ("old", "new"):
+        best = min(row[name]["wall"] for row in rows)
+        faults = statistics.median(row[name]["faults"] for row in rows)
+        # against the old tree's FLOPs: the work the model needs, whatever a tree computes
+        rate = flops["old"] / best / 1e9
+        out[name] = {"best_wall": best, "gflop_s": rate, "of_peak": rate / peak}
+        summary.append(
+            [
+                name,
+                f"{best:.3f}",
+                f"{flops[name] / side**2 / 1e3:.1f}",
+                f"{rate:.0f}",
+                f"{rate / peak:.3f}",
+                f"{faults:.0f}",
+            ]
+        )
+    table(
+        "best of all rounds (GFLOP/s at the old tree's FLOPs, against the same-run conv peak)",
+        ["tree", "best s", "kFLOP/px", "GFLOP/s", "of peak", "minor faults/render"],
+        summary,
+    )
+    ratios = [row["new"]["wall"] / row["old"]["wall"] for row in rows]
+    diff = np.abs(pixels[0] - pixels[1])
+    out["pixels"] = {"max_diff": int(diff.max()), "changed": float((diff > 0).mean())}
+    print(
+        f"\npaired wall ratio new/old: median {statistics.median(ratios):.3f}, "
+        f"min {min(ratios):.3f}, max {max(ratios):.3f}"
+    )
+    print(
+        f"pixels new vs old: max |diff| {out['pixels']['max_diff']} (uint8 levels), "
+        f"{100 * out['pixels']['changed']:.4f}% of values differ"
+    )
+    return out
+
+
 def profile_metatile(g: Generator, meta: int, top: int) -> None:
     from torch.profiler import ProfilerActivity, profile
 
-    rect = Rect(-meta * TILE // 2, -meta * TILE // 2, meta * TILE, meta * TILE)
+    rect = metatile_rect(meta)
     render_batch(g, [(SEED, rect)])
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         render_batch(g, [(SEED, rect)])
@@ -258,11 +434,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--pause-pid-file", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    p.add_argument(
+        "--baseline",
+        default=None,
+        metavar="REV",
+        help="instead: conv peak, then a metatile render of this tree vs git revision REV",
+    )
+    p.add_argument(
+        "--new",
+        default=None,
+        metavar="REV",
+        help="--baseline: measure revision REV instead of this working tree",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="--baseline: rounds per tree (A B A B)")
     p.add_argument("--memory-child", nargs=5, help=argparse.SUPPRESS)
+    p.add_argument("--render-child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
         preset, ckpt, w, h, c = args.memory_child
         memory_child(preset, ckpt, int(w), int(h), int(c))
+        return 0
+    if args.render_child:
+        preset, ckpt, meta = args.render_child
+        render_child(preset, ckpt, int(meta))
         return 0
     if args.large % (args.meta * TILE):
         p.error("--large must be a multiple of --meta * 256")
@@ -273,6 +467,23 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.get_num_threads()} threads, python {platform.python_version()}"
     )
     print("# load average before (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    render_memory_setting()  # as the tile server runs
+    if args.baseline:
+        with paused(pid_in(args.pause_pid_file)):
+            peak, conv_rows = conv_peak(args.repeats + 1)
+            table(
+                "conv peak: fp32 3x3 valid conv, batch 1",
+                ["conv", "output", "GFLOP", "GFLOP/s channels_last", "GFLOP/s NCHW"],
+                conv_rows,
+            )
+            print(f"\npeak (best channels_last): {peak:.0f} GFLOP/s")
+            results = {"conv_peak_gflop_s": peak, "compare": compare(args, peak)}
+        print(
+            "\n# load average after (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+        )
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2, default=str))
+        return 0
     results: dict = {}
     with paused(pid_in(args.pause_pid_file)):
         # first, while this process is small: the child's numbers are its own either way

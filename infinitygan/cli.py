@@ -28,9 +28,11 @@ def _int_in(lo: int | None = None, hi: int | None = None) -> Callable[[str], int
 def _cmd_render(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from .malloc_tuning import keep_render_memory
     from .model.canvas import Rect, render_region
     from .model.checkpoint import load_generator
 
+    keep_render_memory()
     rect = Rect(args.x, args.y, args.width, args.height)
     ckpt = load_generator(args.checkpoint, device=args.device)
     img = render_region(ckpt.generator, args.seed, rect, max_chunk=args.chunk, progress=True)

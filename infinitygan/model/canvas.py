@@ -204,7 +204,8 @@ def render_batch(generator: Generator, jobs: Sequence[tuple[int, Rect]]) -> np.n
 
 def default_chunk(cfg: GeneratorConfig, budget_bytes: int = 2**29) -> int:
     """Largest chunk side (a multiple of the cell size) whose widest full-resolution activation
-    (channels x side^2 float32, x4 for the up-conv's phases) stays within `budget_bytes`."""
+    (channels x side^2 float32, x4 for the buffers alive at once around the last up-conv) stays
+    within `budget_bytes`."""
     per_px = 4 * 4 * cfg.texture_channels[-1]
     side = int(math.sqrt(budget_bytes / per_px))
     ppc = cfg.pixels_per_cell

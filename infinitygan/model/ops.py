@@ -170,61 +170,35 @@ def blur(
     return _Blur.apply(x, k, bias, stride, padding)
 
 
-def _polyphase_up(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """conv_transpose2d(x, w, stride=2) without the zero-stuffing waste: [B, O, 2H, 2W], whose
-    last row and column are junk (callers crop to 2H-1 first).
-
-    w is a conv2d-layout weight [out, in, 3, 3] applied as a transposed kernel (no flip).
-    Output row 2m uses tap 1 of input row m; row 2m+1 uses tap 2 of row m and tap 0 of row m+1,
-    so the four phases are 1x1, 1x2, 2x1 and 2x2 valid convs of the input extended by one zero
-    row and column at the end. The conv's own padding provides that zero (and one at the start,
-    whose output we skip), so no padded or sliced copy of the input is ever made; the phases are
-    written straight into an NHWC buffer (one pass over the output).
-    """
-    b, _, h, wd = x.shape
-    phases = (
-        ((0, 0), F.conv2d(x, w[:, :, 1:2, 1:2])),
-        ((0, 1), F.conv2d(x, w[:, :, 1:2, ::2].flip(3), padding=(0, 1))[:, :, :, 1:]),
-        ((1, 0), F.conv2d(x, w[:, :, ::2, 1:2].flip(2), padding=(1, 0))[:, :, 1:, :]),
-        ((1, 1), F.conv2d(x, w[:, :, ::2, ::2].flip(2, 3), padding=1)[:, :, 1:, 1:]),
-    )
-    out = torch.empty(b, 2 * h, 2 * wd, w.shape[0], dtype=x.dtype, device=x.device)
-    out6 = out.view(b, h, 2, wd, 2, w.shape[0])
-    for (i, j), phase in phases:
-        out6[:, :, i, :, j, :].copy_(phase.permute(0, 2, 3, 1))
-    return out.permute(0, 3, 1, 2)  # NCHW view of a channels_last buffer
-
-
 def up_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
-    impl: str = "polyphase",
+    impl: str = "padded",
 ) -> torch.Tensor:
     """Aligned padding-free up-conv: H -> transposed 3x3 s2 (2H+1) -> crop 1 (2H-1) -> blur (2H-3).
 
-    `impl="transposed"` is the literal transposed convolution; `"polyphase"` (default) computes
-    the same values with four small convs, 1.3-3x faster on CPU in channels_last for inference
-    on one sample. For a training batch it is the other way round: at batch 8 with backward,
-    oneDNN's transposed conv takes 0.6-0.85x the polyphase time (the four phase convs, the
-    interleaving copies and their gradients cost more than the zero-stuffed taps it skips), so
-    the batched modulated conv asks for it. A bias is added after the blur (whose gain is 4,
-    as in StyleGAN2's upfirdn up-sampling).
+    w is a conv2d-layout weight [out, in, 3, 3] applied as a transposed kernel (no flip). A bias
+    is added after the blur (whose gain is 4, as in StyleGAN2's upfirdn up-sampling).
+
+    `impl="transposed"` is the literal chain, the crop taken after the blur (a valid blur
+    commutes with cropping): that spares the blur a copy of a sliced input and its gradient a
+    zero-padded one, which is what training wants. `"padded"` (default) has the transposed
+    conv's own padding drop the border rows and columns instead, so the conv writes the cropped
+    2H-1 map and the blur a dense 2H-3 one, which the next conv reads without a reorder copy:
+    the inference path. (It replaced a polyphase form, four small phase convs interleaved into
+    an NHWC buffer, which oneDNN's transposed conv now beats by 10-25% at every layer of
+    `small` on one sample once buffers are not faulted in afresh; see `keep_render_memory`.)
     """
-    h, w = x.shape[2], x.shape[3]
-    if impl == "transposed":
-        y = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)  # 2H+1
-        # a valid blur commutes with cropping: crop its output instead of its input, which
-        # spares the blur a copy of a sliced input (and its gradient a zero-padded one)
-        crop = 1
-    elif impl == "polyphase":
-        y = _polyphase_up(x, weight)  # already cropped, plus a junk last row/column
-        crop = 0
-    else:
+    if impl == "padded":
+        y = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=1)  # 2H-1
+        return blur(y, (1, 2, 1), 4.0, bias=bias)
+    if impl != "transposed":
         raise ValueError(f"unknown up_conv2d impl {impl!r}")
-    # blurring the junk of the polyphase buffer only adds outputs we drop
+    h, w = x.shape[2], x.shape[3]
+    y = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)  # 2H+1
     out = blur(y, (1, 2, 1), 4.0, bias=bias)
-    return out[:, :, crop : crop + 2 * h - 3, crop : crop + 2 * w - 3]
+    return out[:, :, 1 : 1 + 2 * h - 3, 1 : 1 + 2 * w - 3]
 
 
 def modulated_conv2d(

@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from infinitygan.malloc_tuning import keep_render_memory
 from infinitygan.model.canvas import CanvasRenderer, Rect
 from infinitygan.model.checkpoint import CheckpointError, LoadedCheckpoint, load_generator
 
@@ -76,6 +77,7 @@ async def _load(state: ServerState) -> None:
             _failed(state, f"cannot load the checkpoint: {exc}")
             return
     encodings = served_encodings(settings.webp_quality, settings.jpeg_quality)
+    keep_render_memory()  # process-wide, before the model worker allocates anything
     queue = RenderQueue(
         CanvasRenderer(ckpt.generator),
         state.metrics,

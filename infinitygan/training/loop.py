@@ -12,7 +12,6 @@ Ctrl-C or SIGTERM finishes the current iteration, saves, and exits cleanly.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -30,6 +29,7 @@ from tqdm import tqdm
 
 from ..data.patches import PatchSampler
 from ..eval.fid import MetricsUnavailable
+from ..malloc_tuning import keep_freed_memory
 from ..model.canvas import Rect, render_batch, render_region
 from ..model.checkpoint import resolve_device, save_checkpoint
 from ..model.config import TrainConfig, preset
@@ -52,23 +52,6 @@ class Placement:
     def main(self) -> bool:
         """Rank 0 writes every file of the run."""
         return self.rank == 0
-
-
-def keep_freed_memory() -> bool:
-    """Have glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
-
-    An iteration allocates and frees hundreds of activation-sized buffers (up to ~9 MB for
-    `small`). By default glibc maps each buffer above its adaptive mmap threshold afresh and
-    trims the top of its heap, so the same memory is faulted in over and over: ~25,000 minor
-    page faults and ~60 ms of kernel time per `small` iteration on one core. A fixed 32 MiB
-    mmap threshold and a 1 GiB trim threshold leave a few hundred (peak RSS +2%). Returns
-    whether the C library took both settings (a no-op where it has no mallopt)."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    return mallopt(m_mmap_threshold, 32 << 20) == 1 and mallopt(m_trim_threshold, 1 << 30) == 1
 
 
 def join_processes(cfg: TrainConfig) -> Placement:

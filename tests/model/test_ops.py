@@ -1,5 +1,5 @@
 """Every fast op is checked against a plain reference that computes the same thing the obvious
-way: the polyphase up-conv against the literal transposed convolution (itself spelled out),
+way: the padded up-conv against the literal transposed convolution (itself spelled out),
 activation modulation against per-sample weight modulation, the RGB skip upsampler against
 bilinear interpolation, the blur's own double backward against the grouped conv's."""
 
@@ -26,9 +26,11 @@ def _inputs(
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize("shape", [(1, 3, 5, 4, 4), (2, 8, 6, 7, 5), (3, 16, 16, 9, 12)])
+@pytest.mark.parametrize(
+    "shape", [(1, 2, 3, 2, 3), (1, 3, 5, 4, 4), (2, 8, 6, 7, 5), (3, 16, 16, 9, 12)]
+)
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_polyphase_up_conv_equals_transposed(
+def test_padded_up_conv_equals_transposed(
     memory_format: torch.memory_format, shape: tuple[int, ...], with_bias: bool
 ) -> None:
     b, i, o, h, w = shape
@@ -36,7 +38,7 @@ def test_polyphase_up_conv_equals_transposed(
     bias = bias64 if with_bias else None
     x64 = x64.contiguous(memory_format=memory_format)
     ref = ops.up_conv2d(x64, w64, bias, impl="transposed")
-    fast = ops.up_conv2d(x64, w64, bias, impl="polyphase")
+    fast = ops.up_conv2d(x64, w64, bias, impl="padded")
     assert ref.shape == fast.shape == (b, o, 2 * h - 3, 2 * w - 3)
     torch.testing.assert_close(fast, ref, rtol=0, atol=1e-10)
     # float32, the dtype the renderer runs in
@@ -44,6 +46,8 @@ def test_polyphase_up_conv_equals_transposed(
     bias32 = None if bias is None else bias.float()
     fast32 = ops.up_conv2d(x32, w64.float(), bias32)
     torch.testing.assert_close(fast32, ref.float(), rtol=1e-5, atol=1e-4)
+    # dense in the input's layout, not a crop: the next conv takes it without a reorder copy
+    assert fast32.is_contiguous(memory_format=memory_format)
 
 
 def test_transposed_up_conv_is_the_aligned_chain() -> None:

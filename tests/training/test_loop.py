@@ -111,18 +111,3 @@ def test_torchrun_ddp_two_cpu_processes(data_dir: Path, tmp_path: Path) -> None:
     log = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in log] == [1, 2]
     load_generator(run_dir / "generator-ema.safetensors", device="cpu")
-
-
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
-    reason="glibc's mallopt",
-)
-def test_glibc_takes_the_keep_freed_memory_settings() -> None:
-    """In a fresh process (the setting is process-wide): both mallopt calls succeed, and a
-    second call is harmless."""
-    code = (
-        "from infinitygan.training.loop import keep_freed_memory\n"
-        "print(keep_freed_memory(), keep_freed_memory())\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "True"]
