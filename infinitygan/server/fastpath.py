@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.datastructures import QueryParams
@@ -26,7 +27,6 @@ from .cors import CorsPolicy
 from .error_handlers import api_error_response, internal_error_response
 from .errors import ApiError
 from .service import TileService
-from .settings import Settings
 from .state import ServerState
 from .tile_answer import answer_tile
 from .tiling import (
@@ -47,6 +47,7 @@ _TILE_PATH = re.compile(
 )
 _READS = ("GET", "HEAD")
 _ROUTE_LABEL = (TILE_ROUTE,)
+_REMEMBERED_PATHS = 1 << 14
 
 
 class TileServerApp(FastAPI):
@@ -55,20 +56,45 @@ class TileServerApp(FastAPI):
     server: ServerState
     cors: CorsPolicy
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Checked addresses of canonical tile paths, by path: a map viewer asks for the same few
+        # hundred tiles over and over, and parsing and range-checking an address costs a cached
+        # tile a tenth of its time. Forgotten all at once when full (no per-hit bookkeeping).
+        self._known: dict[str, tuple[TileAddress, str]] = {}
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in _READS:
             loaded = self.server.loaded
-            match = _TILE_PATH.fullmatch(scope["path"])
+            path = scope["path"]
+            known = self._known.get(path)
             if (
                 loaded is not None
-                and match is not None
-                and await self._answer(loaded.service, match, scope, receive, send)
+                and (known is not None or _TILE_PATH.fullmatch(path))
+                and await self._answer(loaded.service, known, scope, receive, send)
             ):
                 return
         await super().__call__(scope, receive, send)
 
+    def _address(self, path: str) -> tuple[TileAddress, str]:
+        """The checked address and format of a canonical tile path (raises a `NotFound` for an
+        address out of range)."""
+        match = _TILE_PATH.fullmatch(path)
+        assert match is not None  # matched in __call__
+        seed, z, x, y, fmt = match.groups()
+        addr = self.server.grid.check(TileAddress(parse_seed(seed), int(z), int(x), int(y)))
+        if len(self._known) >= _REMEMBERED_PATHS:
+            self._known.clear()
+        self._known[path] = addr, fmt
+        return addr, fmt
+
     async def _answer(
-        self, service: TileService, match: re.Match[str], scope: Scope, receive: Receive, send: Send
+        self,
+        service: TileService,
+        known: tuple[TileAddress, str] | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> bool:
         """Answer a tile request; False (nothing sent) for one with a body, which the body
         limits answer."""
@@ -86,8 +112,16 @@ class TileServerApp(FastAPI):
         start = time.perf_counter()
         response: Response
         try:
-            response = await _tile(
-                service, self.server.settings, match, scope, if_none_match, receive
+            addr, fmt = known or self._address(scope["path"])
+            query = scope["query_string"]
+            response = await answer_tile(
+                service,
+                self.server.settings,
+                addr,
+                fmt,
+                QueryParams(query).get("v") if query else None,
+                if_none_match,
+                receive,
             )
         except ApiError as exc:
             response = api_error_response(exc)
@@ -101,25 +135,3 @@ class TileServerApp(FastAPI):
         metrics.requests.inc((TILE_ROUTE, response.status_code))
         await response(scope, receive, send)
         return True
-
-
-async def _tile(
-    service: TileService,
-    settings: Settings,
-    match: re.Match[str],
-    scope: Scope,
-    if_none_match: str | None,
-    receive: Receive,
-) -> Response:
-    seed, z, x, y, fmt = match.groups()
-    addr = service.grid.check(TileAddress(parse_seed(seed), int(z), int(x), int(y)))
-    query = scope["query_string"]
-    return await answer_tile(
-        service,
-        settings,
-        addr,
-        fmt,
-        QueryParams(query).get("v") if query else None,
-        if_none_match,
-        receive,
-    )

@@ -321,3 +321,20 @@ def test_work_for_a_client_that_left_is_dropped(
         time.sleep(0.05)
     assert slow.metric("infinitygan_rendered_metatiles_total") == 1
     assert slow.metric("infinitygan_http_requests_total", status="499") == 1
+
+
+def test_remembered_addresses_stay_bounded(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path remembers checked addresses by path, never more than its bound, and never
+    an address it refused."""
+    monkeypatch.setattr("infinitygan.server.fastpath._REMEMBERED_PATHS", 2)
+    app = server.app
+    assert isinstance(app, TileServerApp)
+    for x in range(5):
+        assert server.client.get(f"/tiles/16/8/{x}/40.png").status_code == 200
+        assert len(app._known) <= 2
+    far = f"/tiles/16/8/{2**31}/0.png"
+    for _ in range(2):
+        assert server.client.get(far).json()["error"]["code"] == "tile_out_of_bounds"
+    assert far not in app._known
