@@ -122,6 +122,7 @@ class StreamPrefetchJobs:
         self._finish = self.client.register_script(_FINISH)
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._next_renewal = 0.0
+        self._closing = False
         self._consumer = asyncio.create_task(self._consume(), name="prefetch-consumer")
 
     def _job_key(self, job_id: str) -> str:
@@ -188,10 +189,16 @@ class StreamPrefetchJobs:
     async def close(self) -> None:
         """Stop claiming and drop the work in hand unacked: other replicas (or this one,
         restarted) take it over after the claim timeout."""
-        tasks = [self._consumer, *self._inflight.values()]
+        self._closing = True
+        tasks = list(self._inflight.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # The consumer stops after its blocking read (at most a tick) rather than being
+        # cancelled in it: redis-py can lose a cancellation that lands in a blocking read, and
+        # the task would then never end.
+        await asyncio.wait([self._consumer], timeout=self._tick + self.settings.redis_timeout_s)
+        self._consumer.cancel()
         await self.client.aclose()
 
     @asynccontextmanager
@@ -219,12 +226,12 @@ class StreamPrefetchJobs:
     # The consumer: claim, work, settle.
 
     async def _consume(self) -> None:
-        """Forever: join the group, then keep `prefetch_concurrency` entries in hand. A Redis
-        error (down, restarted without the group) pauses a tick and starts over."""
-        while True:
+        """Until `close`: join the group, then keep `prefetch_concurrency` entries in hand. A
+        Redis error (down, restarted without the group) pauses a tick and starts over."""
+        while not self._closing:
             try:
                 await self._join()
-                while True:
+                while not self._closing:
                     await self._fill()
             except (RedisError, OSError) as exc:
                 log.warning("prefetch consumer: redis failed (%s: %s)", type(exc).__name__, exc)
