@@ -30,7 +30,8 @@ from .encode import served_encodings
 from .error_handlers import install_error_handlers
 from .fastpath import TileServerApp
 from .metrics import MetricsMiddleware
-from .prefetch import PrefetchManager
+from .prefetch import PrefetchJobs, PrefetchManager
+from .prefetch_streams import StreamPrefetchJobs
 from .render_queue import RenderQueue
 from .routes import health, prefetch, tilejson, tiles, viewer
 from .service import TileService, split_metatile
@@ -112,7 +113,13 @@ async def _load(state: ServerState) -> None:
         encodings=encodings,
         advertised=settings.tile_format,
     )
-    state.loaded = Loaded(ckpt, queue, service, PrefetchManager(service, settings, state.metrics))
+    # With Redis, every replica shares the jobs and works on them; without, they live here.
+    jobs: PrefetchJobs = (
+        StreamPrefetchJobs(service, settings, state.metrics)
+        if settings.redis_url
+        else PrefetchManager(service, settings, state.metrics)
+    )
+    state.loaded = Loaded(ckpt, queue, service, jobs)
     log.info(
         "serving checkpoint %s (version %s) on %s",
         ckpt.path,

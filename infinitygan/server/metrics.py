@@ -158,6 +158,23 @@ class Metrics:
         self.prefetch_tiles = Counter(
             "infinitygan_prefetch_tiles", "Prefetch outcomes", ["result"], registry=r
         )
+        self.prefetch_items = Counter(
+            "infinitygan_prefetch_items",
+            "Shared prefetch work items this replica claimed (new or reclaimed from a replica "
+            "that stopped), acked, or counted failed after its attempts",
+            ["event"],
+            registry=r,
+        )
+        self.prefetch_stream_length = Gauge(
+            "infinitygan_prefetch_stream_length",
+            "Shared prefetch work items not yet acked, by any replica",
+            registry=r,
+        )
+        self.prefetch_pending = Gauge(
+            "infinitygan_prefetch_pending",
+            "Shared prefetch work items claimed by some replica and not yet acked",
+            registry=r,
+        )
 
 
 def _route_label(scope: Scope) -> str:

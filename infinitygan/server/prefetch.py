@@ -3,7 +3,10 @@
 The bbox is given in tile coordinates at the job's `maxzoom` (inclusive); lower zooms take the
 parent tiles. Zooms run from the highest down, so every zoomed-out tile is built from children
 the job has just cached. Cached tiles are skipped, so a job is idempotent and cheap to re-run.
-Jobs live in this process (a replica); the tiles they render go to the shared cache.
+
+The routes reach jobs through `PrefetchJobs`: without Redis, `PrefetchManager` keeps them in
+this process; with Redis, `prefetch_streams.StreamPrefetchJobs` shares them between replicas.
+Both cut a job into the same units of work (`unit_keys`, `unit`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -26,7 +29,7 @@ from .errors import JobNotFound, PrefetchTooLarge, QueueFull, TooManyJobs
 from .metrics import Metrics
 from .service import TileService
 from .settings import Settings
-from .tiling import Metatile, TileAddress, range_count
+from .tiling import Metatile, TileAddress, TileGrid, range_count
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +70,12 @@ class PrefetchJob:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     task: asyncio.Task[None] | None = None
+    # What `started` and `finished` were read from: jobs shared between replicas need the
+    # wall clock, as one machine's monotonic clock means nothing on another.
+    clock: Callable[[], float] = time.monotonic
 
     def progress(self) -> dict[str, Any]:
-        elapsed = (self.finished or time.monotonic()) - self.started
+        elapsed = (self.finished or self.clock()) - self.started
         processed = self.done + self.skipped + self.failed
         rate = processed / elapsed if elapsed > 0 else 0.0
         remaining = self.total - processed
@@ -89,19 +95,48 @@ class PrefetchJob:
         }
 
 
+class PrefetchJobs(Protocol):
+    """What the routes use: the in-process manager and the Redis-shared jobs both are one."""
+
+    async def submit(self, request: PrefetchRequest) -> PrefetchJob:
+        """Validate and start a job: `PrefetchTooLarge`, `InvalidPrefetch` or `TooManyJobs`."""
+        ...
+
+    async def get(self, job_id: str) -> PrefetchJob:
+        """The job's state now (`JobNotFound` if unknown or forgotten)."""
+        ...
+
+    async def cancel(self, job_id: str) -> PrefetchJob:
+        """Stop a running job (a finished one is left as it is); its state after that."""
+        ...
+
+    async def close(self) -> None:
+        """Stop working on jobs (server shutdown)."""
+        ...
+
+
+def plan(
+    grid: TileGrid, request: PrefetchRequest, max_tiles: int
+) -> tuple[dict[int, tuple[int, int, int, int]], int]:
+    """(tile ranges per zoom, highest first; total tiles) of a job within the size limit."""
+    ranges = grid.pyramid(request.bbox, request.minzoom, request.maxzoom)
+    total = sum(range_count(r) for r in ranges.values())
+    if total > max_tiles:
+        raise PrefetchTooLarge(f"the job covers {total} tiles; at most {max_tiles} per job")
+    return ranges, total
+
+
 class PrefetchManager:
+    """Jobs in this process, each a task; finished ones are kept for GET up to a count."""
+
     def __init__(self, service: TileService, settings: Settings, metrics: Metrics) -> None:
         self.service = service
         self.settings = settings
         self.metrics = metrics
         self._jobs: OrderedDict[str, PrefetchJob] = OrderedDict()
 
-    def submit(self, request: PrefetchRequest) -> PrefetchJob:
-        ranges = self.service.grid.pyramid(request.bbox, request.minzoom, request.maxzoom)
-        total = sum(range_count(r) for r in ranges.values())
-        limit = self.settings.prefetch_max_tiles
-        if total > limit:
-            raise PrefetchTooLarge(f"the job covers {total} tiles; at most {limit} per job")
+    async def submit(self, request: PrefetchRequest) -> PrefetchJob:
+        ranges, total = plan(self.service.grid, request, self.settings.prefetch_max_tiles)
         running = sum(j.state is JobState.RUNNING for j in self._jobs.values())
         if running >= self.settings.prefetch_max_jobs:
             raise TooManyJobs(
@@ -114,14 +149,17 @@ class PrefetchManager:
         self._forget_old()
         return job
 
-    def get(self, job_id: str) -> PrefetchJob:
+    async def get(self, job_id: str) -> PrefetchJob:
+        return self._job(job_id)
+
+    def _job(self, job_id: str) -> PrefetchJob:
         try:
             return self._jobs[job_id]
         except KeyError:
             raise JobNotFound(f"no prefetch job {job_id!r}") from None
 
-    def cancel(self, job_id: str) -> PrefetchJob:
-        job = self.get(job_id)
+    async def cancel(self, job_id: str) -> PrefetchJob:
+        job = self._job(job_id)
         if job.state is JobState.RUNNING and job.task is not None:
             job.task.cancel()
             job.state = JobState.CANCELLED
@@ -142,7 +180,8 @@ class PrefetchManager:
     async def _run(self, job: PrefetchJob) -> None:
         try:
             for z, r in job.ranges.items():
-                await self._pool(job, _units(self.service, job.request.seed, z, r))
+                keys = unit_keys(self.service.grid, z, r)
+                await self._pool(job, (unit(self.service, job.request.seed, z, r, k) for k in keys))
         except asyncio.CancelledError:
             job.state = JobState.CANCELLED
             raise
@@ -155,13 +194,13 @@ class PrefetchManager:
             job.finished = job.finished or time.monotonic()
             log.info("prefetch job %s %s: %s", job.id, job.state.value, job.progress())
 
-    async def _pool(self, job: PrefetchJob, units: Iterator[_Unit]) -> None:
+    async def _pool(self, job: PrefetchJob, units: Iterator[Unit]) -> None:
         """A few workers pull units; each unit is retried while the render queue is full."""
 
         async def worker() -> None:
             for count, work in units:
                 try:
-                    rendered = await _retry_when_full(work, self.settings.retry_after_s)
+                    rendered = await retry_when_full(work, self.settings.retry_after_s)
                     outcome = "done" if rendered else "skipped"
                 except Exception as exc:
                     log.warning("prefetch job %s: %d tiles failed: %s", job.id, count, exc)
@@ -172,30 +211,36 @@ class PrefetchManager:
         await asyncio.gather(*(worker() for _ in range(self.settings.prefetch_concurrency)))
 
 
-_Unit = tuple[int, Callable[[], Awaitable[bool]]]  # (tiles covered, work -> rendered?)
+Unit = tuple[int, Callable[[], Awaitable[bool]]]  # (tiles covered, work -> rendered?)
 
 
-def _units(
-    service: TileService, seed: int, z: int, r: tuple[int, int, int, int]
-) -> Iterator[_Unit]:
-    """Whole metatiles at the native zoom (one render each), single tiles below it."""
+def unit_keys(grid: TileGrid, z: int, r: tuple[int, int, int, int]) -> Iterator[tuple[int, int]]:
+    """The units of one zoom's range, row by row: whole metatiles (mx, my) at the native zoom
+    (one render each), single tiles (x, y) below it."""
     x0, y0, x1, y1 = r
-    grid = service.grid
-    if z < grid.maxzoom:
-        for y in range(y0, y1 + 1):
-            for x in range(x0, x1 + 1):
-                addr = TileAddress(seed, z, x, y)
-                yield 1, lambda a=addr: service.prefetch_tile(a)
-        return
-    m = grid.metatile
-    for my in range(y0 // m, y1 // m + 1):
-        for mx in range(x0 // m, x1 // m + 1):
-            meta = Metatile(seed, mx, my)
-            wanted = [t for t in grid.metatile_tiles(meta) if x0 <= t.x <= x1 and y0 <= t.y <= y1]
-            yield len(wanted), lambda mt=meta, w=wanted: service.prefetch_metatile(mt, w)
+    if z == grid.maxzoom:
+        m = grid.metatile
+        x0, y0, x1, y1 = x0 // m, y0 // m, x1 // m, y1 // m
+    for y in range(y0, y1 + 1):
+        for x in range(x0, x1 + 1):
+            yield x, y
 
 
-async def _retry_when_full(work: Callable[[], Awaitable[bool]], retry_after_s: int) -> bool:
+def unit(
+    service: TileService, seed: int, z: int, r: tuple[int, int, int, int], key: tuple[int, int]
+) -> Unit:
+    """The work of the unit `key` (from `unit_keys`) of zoom `z`, whose job range there is `r`."""
+    x, y = key
+    if z < service.grid.maxzoom:
+        addr = TileAddress(seed, z, x, y)
+        return 1, lambda: service.prefetch_tile(addr)
+    meta = Metatile(seed, x, y)
+    x0, y0, x1, y1 = r
+    wanted = [t for t in service.grid.metatile_tiles(meta) if x0 <= t.x <= x1 and y0 <= t.y <= y1]
+    return len(wanted), lambda: service.prefetch_metatile(meta, wanted)
+
+
+async def retry_when_full(work: Callable[[], Awaitable[bool]], retry_after_s: int) -> bool:
     """Prefetch yields to interactive load: a full queue means wait and try again."""
     delay = 0.05
     while True:

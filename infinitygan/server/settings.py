@@ -74,7 +74,21 @@ class Settings(BaseSettings):
     prefetch_max_tiles: int = Field(100_000, ge=1, description="largest prefetch job (tiles)")
     prefetch_concurrency: int = Field(8, ge=1, description="metatiles in flight per job")
     prefetch_max_jobs: int = Field(4, ge=1, description="prefetch jobs running at once")
-    prefetch_keep_jobs: int = Field(256, ge=1, description="finished jobs kept for GET")
+    prefetch_keep_jobs: int = Field(
+        256, ge=1, description="finished jobs kept for GET (in process, without Redis)"
+    )
+    prefetch_retention_s: int = Field(
+        86_400, ge=1, description="with Redis: a finished job stays readable this long"
+    )
+    prefetch_claim_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="with Redis: work a replica claimed and stopped renewing (it died) is "
+        "taken over by another after this long",
+    )
+    prefetch_max_attempts: int = Field(
+        3, ge=1, description="with Redis: deliveries of one unit of work before it counts failed"
+    )
     warmup: bool = Field(True, description="render one metatile before answering ready")
     max_connections: int = Field(
         1024,

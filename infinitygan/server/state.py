@@ -14,7 +14,7 @@ from .cache import TileCache
 from .encode import TileCodec
 from .errors import NotReady
 from .metrics import Metrics
-from .prefetch import PrefetchManager
+from .prefetch import PrefetchJobs
 from .render_queue import RenderQueue
 from .service import TileService
 from .settings import Settings
@@ -30,7 +30,7 @@ class Loaded:
     checkpoint: LoadedCheckpoint
     queue: RenderQueue
     service: TileService
-    prefetch: PrefetchManager
+    prefetch: PrefetchJobs
 
 
 class ServerState:

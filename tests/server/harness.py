@@ -8,15 +8,19 @@ check rather than a copy that may drift.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_socket() -> socket.socket:
@@ -56,6 +60,33 @@ def write_tiny_checkpoint(path: Path) -> str:
 
     torch.set_num_threads(threads)  # that import pins the test suite to one thread; not us
     return save_checkpoint(path, nontrivial_generator("tiny", 0))
+
+
+def start_serve(
+    checkpoint: Path, port: int, stderr: int = subprocess.PIPE, **env: str
+) -> subprocess.Popen[str]:
+    """`infinitygan serve` of `checkpoint` on `port`, on the CPU with one thread, configured by
+    `env` alone (without Redis unless it names a REDIS_URL); stderr piped unless told."""
+    environ = {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("INFINITYGAN_") and k != "REDIS_URL"
+        },
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "INFINITYGAN_CHECKPOINT": str(checkpoint),
+        "INFINITYGAN_DEVICE": "cpu",
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "infinitygan.cli", "serve", "--port", str(port)],
+        env=environ,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+    )
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> httpx.Response:

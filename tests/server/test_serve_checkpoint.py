@@ -9,7 +9,6 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,9 +23,8 @@ from infinitygan.model.config import PRESETS
 from infinitygan.server.app import load_checkpoint
 
 from .conftest import TinyCheckpoint, settings_for
-from .harness import free_port, wait_ready
+from .harness import free_port, start_serve, wait_ready
 
-ROOT = Path(__file__).resolve().parents[2]
 # Typically 5 s on a 2-core machine busy with training, nearly all of it importing torch; the
 # bound is generous so that a loaded CI machine does not fail it, and far below "never".
 EXIT_WITHIN_S = 30.0
@@ -38,27 +36,6 @@ class ServeRun:
     stderr: str
     seconds: float
     connected: bool  # did anything ever accept a connection on its port
-
-
-def start_serve(checkpoint: Path, port: int, **env: str) -> subprocess.Popen[str]:
-    """`infinitygan serve` of `checkpoint` on `port`, on the CPU, without Redis; stderr piped."""
-    environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("INFINITYGAN_")},
-        "PYTHONPATH": str(ROOT),
-        "OMP_NUM_THREADS": "1",
-        "INFINITYGAN_CHECKPOINT": str(checkpoint),
-        "INFINITYGAN_DEVICE": "cpu",
-        **env,
-    }
-    environ.pop("REDIS_URL", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "infinitygan.cli", "serve", "--port", str(port)],
-        env=environ,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def serve(checkpoint: Path, **env: str) -> ServeRun:

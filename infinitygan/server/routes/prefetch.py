@@ -21,15 +21,15 @@ def _progress(job: PrefetchJob, status: int = 200) -> JSONResponse:
 
 @router.post("", status_code=202, summary="Start a prefetch job (tile bbox at maxzoom)")
 async def create_job(request: Request, body: PrefetchRequest) -> JSONResponse:
-    job = server_state(request).require().prefetch.submit(body)
+    job = await server_state(request).require().prefetch.submit(body)
     return _progress(job, 202)
 
 
 @router.get("/{job_id}", summary="Progress: done/total/skipped/failed, tiles per second, ETA")
 async def get_job(request: Request, job_id: str) -> JSONResponse:
-    return _progress(server_state(request).require().prefetch.get(job_id))
+    return _progress(await server_state(request).require().prefetch.get(job_id))
 
 
 @router.delete("/{job_id}", summary="Cancel a prefetch job")
 async def cancel_job(request: Request, job_id: str) -> JSONResponse:
-    return _progress(server_state(request).require().prefetch.cancel(job_id))
+    return _progress(await server_state(request).require().prefetch.cancel(job_id))
