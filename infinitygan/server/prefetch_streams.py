@@ -8,7 +8,7 @@ fields job, z, x, y) read by the consumer group `prefetch`, in which every repli
 consumer. Only the native zoom is queued at first; the replica that settles a zoom's last unit
 queues the zoom below, so no zoomed-out tile is built before its children are cached.
 
-Each replica claims new entries with XREADGROUP (at most `prefetch_concurrency` in hand), works
+Each replica claims new entries with XREADGROUP (at most `prefetch_in_hand` at once), works
 them through `TileService` at prefetch priority (interactive requests still go first in the
 render queue; the Redis render lock still keeps two replicas off one metatile), and settles
 each one only once its tiles are cached: one Lua script counts the outcome (HINCRBY), counts
@@ -121,6 +121,7 @@ class StreamPrefetchJobs:
         self._settle = self.client.register_script(_SETTLE)
         self._finish = self.client.register_script(_FINISH)
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._in_hand = settings.prefetch_in_hand
         self._next_renewal = 0.0
         self._closing = False
         self._consumer = asyncio.create_task(self._consume(), name="prefetch-consumer")
@@ -226,8 +227,8 @@ class StreamPrefetchJobs:
     # The consumer: claim, work, settle.
 
     async def _consume(self) -> None:
-        """Until `close`: join the group, then keep `prefetch_concurrency` entries in hand. A
-        Redis error (down, restarted without the group) pauses a tick and starts over."""
+        """Until `close`: join the group, then keep `_in_hand` entries in hand. A Redis error
+        (down, restarted without the group) pauses a tick and starts over."""
         while not self._closing:
             try:
                 await self._join()
@@ -249,7 +250,7 @@ class StreamPrefetchJobs:
         if now >= self._next_renewal:
             await self._renew()
             self._next_renewal = now + self._tick
-        free = self.settings.prefetch_concurrency - len(self._inflight)
+        free = self._in_hand - len(self._inflight)
         if free <= 0:
             await asyncio.wait(
                 list(self._inflight.values()),
