@@ -1,10 +1,12 @@
-"""Prefetch jobs over HTTP (run, progress, idempotent re-run, cancel) and the prefetch client."""
+"""Prefetch jobs over HTTP (run, progress, idempotent re-run, cancel) and the prefetch client,
+against both backends: jobs on a Redis stream (REDIS_URL set) and jobs in the process."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +14,21 @@ import pytest
 from infinitygan.prefetch_client import add_prefetch_parser, parse_bbox, parse_zoom, prefetch
 from infinitygan.server.errors import InvalidPrefetch
 
-from .conftest import LiveServer
+from .conftest import SHARED_REDIS, LiveServer, TinyCheckpoint, settings_for
+
+
+@pytest.fixture(scope="module", params=["redis-stream", "in-process"])
+def server(
+    request: pytest.FixtureRequest, tiny_checkpoint: TinyCheckpoint, redis_prefix: str
+) -> Iterator[LiveServer]:
+    """The tiny server with each prefetch backend: the same API and semantics either way."""
+    if request.param == "redis-stream":
+        redis: dict[str, Any] = {"redis_url": SHARED_REDIS, "redis_prefix": redis_prefix}
+    else:
+        redis = {"redis_url": None}
+    live = LiveServer(settings_for(tiny_checkpoint, **redis)).start()
+    yield live
+    live.stop()
 
 
 def wait_for(server: LiveServer, job_id: str, states: set[str], timeout: float = 60) -> dict:
