@@ -48,14 +48,15 @@ def serve_replicas(tiny_checkpoint: TinyCheckpoint) -> Iterator[Any]:
     replicas: list[Replica] = []
 
     def start(n: int, **env: str) -> list[Replica]:
-        ports = [free_port() for _ in range(n)]
-        for port in ports:
+        started = []
+        for port in [free_port() for _ in range(n)]:
             proc = start_serve(tiny_checkpoint.path, port, stderr=subprocess.DEVNULL, **env)
             url = f"http://127.0.0.1:{port}"
-            replicas.append(Replica(proc, httpx.Client(base_url=url, timeout=30)))
+            started.append(Replica(proc, httpx.Client(base_url=url, timeout=30)))
+        replicas.extend(started)
         with ThreadPoolExecutor(n) as pool:
-            list(pool.map(lambda r: wait_ready(str(r.client.base_url), r.proc, 120), replicas))
-        return replicas
+            list(pool.map(lambda r: wait_ready(str(r.client.base_url), r.proc, 120), started))
+        return started
 
     yield start
     for replica in replicas:
@@ -201,6 +202,38 @@ def test_a_replica_killed_mid_job_loses_nothing(
                 assert a.client.get(f"/tiles/67/{z}/{x}/{y}.png").status_code == 200
     after = a.metric(RENDERED) + b.metric(RENDERED) - warmups[0] - warmups[1]
     assert after == renders  # every tile was cached
+
+
+def test_a_restarted_replica_resumes_queued_work(
+    own_redis: RedisProcess, serve_replicas: Any
+) -> None:
+    """The only replica stops mid-job (SIGTERM, as an orchestrator restarts it); the job stays
+    in Redis, and the replica started in its place on the same Redis finishes it."""
+    env = {
+        "REDIS_URL": own_redis.url,
+        "INFINITYGAN_METATILE": "1",
+        "INFINITYGAN_MINZOOM": "7",
+        "INFINITYGAN_MAXZOOM": "8",
+        "INFINITYGAN_PREFETCH_CLAIM_TIMEOUT_S": "1.5",
+    }
+    (first,) = serve_replicas(1, **env)
+    job = {"seed": 69, "minzoom": 7, "maxzoom": 8, "bbox": [0, 0, 15, 7]}
+    job_id = first.client.post("/prefetch", json=job).json()["id"]
+    deadline = time.monotonic() + 20
+    while first.metric(ITEMS, event="acked") < 1:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.01)
+    first.proc.terminate()
+    # uvicorn shuts down, then ends by the signal it caught
+    assert first.proc.wait(30) in (0, -signal.SIGTERM)
+    redis = own_redis.client()
+    assert redis.hget(f"infinitygan:prefetch:job:{job_id}", "state") == b"running"
+    assert redis.xlen("infinitygan:prefetch:items") > 0  # work left, queued in Redis
+
+    (second,) = serve_replicas(1, **env)
+    done = wait_for(second, job_id, {"done"}, timeout=90)
+    assert done["failed"] == 0 and done["done"] + done["skipped"] == done["total"] == 128 + 32
+    assert second.metric(ITEMS, event="acked") > 0
 
 
 def test_without_redis_jobs_live_in_the_process(
