@@ -14,7 +14,7 @@ const failures = [];
 const tiles = new Set();
 page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
 page.on("response", (r) => {
-  if (new URL(r.url()).pathname.match(/^\/tiles\/.*\.png$/)) {
+  if (new URL(r.url()).pathname.match(/^\/tiles\/.*\.(png|webp|jpg)$/)) {
     tiles.add(r.url());
     if (r.status() >= 400) failures.push(`${r.status()} ${r.url()}`);
   }
