@@ -50,7 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from machine import cpu_flags, cpu_name, paused  # bench/, beside this script
-from revisions import ROOT, describe, exported
+from revisions import ROOT, TreeProcess, describe, exported
 from torch.utils.flop_counter import FlopCounterMode
 
 from infinitygan.model.canvas import Rect, render_batch, render_region
@@ -281,40 +281,11 @@ def render_child(preset: str, checkpoint: str, meta: int) -> None:
         sys.stdout.flush()
 
 
-class Tree:
+def render_tree(name: str, root: Path, args: argparse.Namespace) -> TreeProcess:
     """One tree's `render_child` process."""
-
-    def __init__(self, name: str, root: Path, args: argparse.Namespace) -> None:
-        self.name = name
-        n = str(torch.get_num_threads())
-        env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
-        cmd = [sys.executable, __file__, "--render-child", "small"]
-        cmd += [str(args.checkpoint or ""), str(args.meta)]
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        self.ready = self._reply()
-        imported = Path(self.ready["ready"]).resolve()
-        if root.resolve() not in imported.parents:
-            raise RuntimeError(f"{name}: imported {imported}, not the tree at {root}")
-
-    def _reply(self) -> dict:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.name}: child exited with {self.proc.wait()}")
-        return json.loads(line)
-
-    def ask(self, command: str) -> dict:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self._reply()
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+    cmd = [sys.executable, __file__, "--render-child", "small"]
+    cmd += [str(args.checkpoint or ""), str(args.meta)]
+    return TreeProcess(name, root, cmd, torch.get_num_threads())
 
 
 def compare(args: argparse.Namespace, peak: float) -> dict:
@@ -325,7 +296,7 @@ def compare(args: argparse.Namespace, peak: float) -> dict:
         base_root = stack.enter_context(exported(args.baseline))
         new_root = stack.enter_context(exported(args.new)) if args.new else ROOT
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        trees = [Tree("old", base_root, args), Tree("new", new_root, args)]
+        trees = [render_tree("old", base_root, args), render_tree("new", new_root, args)]
         try:
             for r in range(args.rounds):
                 row: dict = {"round": r + 1}

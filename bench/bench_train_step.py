@@ -31,7 +31,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from machine import cpu_flags, cpu_name, paused  # bench/, beside this script
-from revisions import ROOT, describe, exported, git
+from revisions import ROOT, TreeProcess, describe, exported, git
 
 STATE = ROOT / "checkpoints" / "training" / "small-state.safetensors"
 DATA = ROOT / "data" / "landscapes"
@@ -145,45 +144,13 @@ def child(threads: int, state_path: str, data: str, warmup: int, mode: str) -> N
             print(json.dumps({"saved": arg}), flush=True)
 
 
-class Tree:
+def train_tree(
+    name: str, root: Path, args: argparse.Namespace, warmup: int, mode: str = "time"
+) -> TreeProcess:
     """One tree's child process."""
-
-    def __init__(
-        self, name: str, root: Path, args: argparse.Namespace, warmup: int, mode: str = "time"
-    ) -> None:
-        self.name, self.root = name, root
-        n = str(args.threads)
-        env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
-        cmd = [sys.executable, __file__, "--child", n, str(args.state), str(args.data)]
-        self.proc = subprocess.Popen(
-            [*cmd, str(warmup), mode],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.ready = self._reply()
-        imported = Path(self.ready["ready"]).resolve()
-        if root.resolve() not in imported.parents:
-            raise RuntimeError(f"{name}: imported {imported}, not the tree at {root}")
-
-    def _reply(self) -> dict:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.name}: child exited with {self.proc.wait()}")
-        return json.loads(line)
-
-    def ask(self, command: str) -> dict:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self._reply()
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+    n = str(args.threads)
+    cmd = [sys.executable, __file__, "--child", n, str(args.state), str(args.data)]
+    return TreeProcess(name, root, [*cmd, str(warmup), mode], args.threads)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,8 +230,8 @@ def timing(args: argparse.Namespace, base_root: Path, new_root: Path) -> list[di
     rows: list[dict] = []
     with paused(args.pause_pid):
         trees = [
-            Tree("old", base_root, args, args.warmup),
-            Tree("new", new_root, args, args.warmup),
+            train_tree("old", base_root, args, args.warmup),
+            train_tree("new", new_root, args, args.warmup),
         ]
         try:
             for r in range(args.rounds):
@@ -322,9 +289,9 @@ def check(args: argparse.Namespace, base_root: Path, new_root: Path) -> None:
     print(f"# --check {args.check}: float32 (old, new) against float64 (old), weights frozen")
     names = ("ref", "old", "new")
     trees = {
-        "ref": Tree("old float64", base_root, args, 0, "check-float64"),
-        "old": Tree("old", base_root, args, 0, "check"),
-        "new": Tree("new", new_root, args, 0, "check"),
+        "ref": train_tree("old float64", base_root, args, 0, "check-float64"),
+        "old": train_tree("old", base_root, args, 0, "check"),
+        "new": train_tree("new", new_root, args, 0, "check"),
     }
     rows = []
     try:
