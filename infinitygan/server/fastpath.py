@@ -67,20 +67,18 @@ class TileServerApp(FastAPI):
         if scope["type"] == "http" and scope["method"] in _READS:
             loaded = self.server.loaded
             path = scope["path"]
-            known = self._known.get(path)
+            known = self._known.get(path) or _TILE_PATH.fullmatch(path)
             if (
                 loaded is not None
-                and (known is not None or _TILE_PATH.fullmatch(path))
+                and known is not None
                 and await self._answer(loaded.service, known, scope, receive, send)
             ):
                 return
         await super().__call__(scope, receive, send)
 
-    def _address(self, path: str) -> tuple[TileAddress, str]:
-        """The checked address and format of a canonical tile path (raises a `NotFound` for an
-        address out of range)."""
-        match = _TILE_PATH.fullmatch(path)
-        assert match is not None  # matched in __call__
+    def _address(self, path: str, match: re.Match[str]) -> tuple[TileAddress, str]:
+        """The checked address and format of the canonical tile path `path` (raises a
+        `NotFound` for an address out of range), remembered."""
         seed, z, x, y, fmt = match.groups()
         addr = self.server.grid.check(TileAddress(parse_seed(seed), int(z), int(x), int(y)))
         if len(self._known) >= _REMEMBERED_PATHS:
@@ -91,13 +89,13 @@ class TileServerApp(FastAPI):
     async def _answer(
         self,
         service: TileService,
-        known: tuple[TileAddress, str] | None,
+        known: tuple[TileAddress, str] | re.Match[str],
         scope: Scope,
         receive: Receive,
         send: Send,
     ) -> bool:
-        """Answer a tile request; False (nothing sent) for one with a body, which the body
-        limits answer."""
+        """Answer a tile request, `known` (its remembered address) or a fresh path match;
+        False (nothing sent) for one with a body, which the body limits answer."""
         if_none_match = origin = None
         for name, value in scope["headers"]:  # one pass, instead of a `Headers` per lookup
             if name == b"if-none-match":
@@ -112,7 +110,9 @@ class TileServerApp(FastAPI):
         start = time.perf_counter()
         response: Response
         try:
-            addr, fmt = known or self._address(scope["path"])
+            addr, fmt = (
+                self._address(scope["path"], known) if isinstance(known, re.Match) else known
+            )
             query = scope["query_string"]
             response = await answer_tile(
                 service,
