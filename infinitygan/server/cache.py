@@ -179,10 +179,8 @@ class TileCache:
         if self.redis is None:
             return None
         value = await self.redis.get(key)
-        if value is None:
-            self._lookups.inc(
-                ("redis", "miss")
-            )  # a miss, or Redis unavailable (counted as an error there)
+        if value is None:  # a miss, or Redis unavailable (counted as an error there)
+            self._lookups.inc(("redis", "miss"))
             return None
         self._lookups.inc(("redis", "hit"))
         self.memory.put(key, value)

@@ -51,6 +51,16 @@ class LoopCounter:
         yield family
 
 
+class _Series:
+    """One label set's observations: a count per bucket (not cumulative) and their sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * buckets
+        self.total = 0.0
+
+
 class LoopHistogram:
     """A labelled histogram observed only on the event loop's thread (see `LoopCounter`)."""
 
@@ -65,27 +75,27 @@ class LoopHistogram:
         self.name, self.doc, self.labelnames = name, doc, list(labelnames)
         self.bounds = tuple(buckets)
         self._les = [*map(floatToGoString, self.bounds), "+Inf"]
-        self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+        self._series: dict[tuple[str, ...], _Series] = {}
         registry.register(self)
 
     def observe(self, labels: tuple[str, ...], value: float) -> None:
         series = self._series.get(labels)
         if series is None:
-            series = self._series[labels] = ([0] * (len(self.bounds) + 1), [0.0])
-        series[0][bisect_left(self.bounds, value)] += 1  # the first bucket with le >= value
-        series[1][0] += value
+            series = self._series[labels] = _Series(len(self.bounds) + 1)
+        series.counts[bisect_left(self.bounds, value)] += 1  # the first bucket with le >= value
+        series.total += value
 
     def describe(self) -> Iterator[Metric]:
         yield HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
-        for labels, (counts, total) in dict(self._series).items():
+        for labels, series in dict(self._series).items():
             cumulative, running = [], 0
-            for le, count in zip(self._les, counts, strict=True):
+            for le, count in zip(self._les, series.counts, strict=True):
                 running += count
                 cumulative.append((le, running))
-            family.add_metric(labels, cumulative, total[0])
+            family.add_metric(labels, cumulative, series.total)
         yield family
 
 
