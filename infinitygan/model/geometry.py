@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .config import GeneratorConfig
 
 TEXTURE_MARGIN = 5  # the "+5" of 2**k * (n - 5) + 5: pixels of context no window can avoid
@@ -102,3 +104,17 @@ def structure_input_cells(window: AxisWindow, cfg: GeneratorConfig) -> tuple[int
     """(first cell, count) of the z_l lattice that G_S needs for this window."""
     m = structure_margin(cfg)
     return window.cell0 - m, window.n_cells + 2 * m
+
+
+def canvas_columns(first: int, count: int, scale: int, n_up: int) -> np.ndarray:
+    """Canvas x [count] (int64) of global features first .. first + count - 1 of a layer whose
+    features are `scale` per latent cell (1: latent cells; 2**n_up: output pixels).
+
+    Feature g covers final-layer indices [g * 2**n_up / scale, (g + 1) * 2**n_up / scale), and
+    final index f is canvas pixel f - (the last layer's offset); this is that span's centre,
+    rounded down: where a world's style is evaluated for the feature (biome weights vary over
+    hundreds of pixels, so the rounding does not show, but it is the same for every window)."""
+    span = 2**n_up // scale
+    offset = texture_layer_index(n_up)[-1].offset
+    g = np.arange(first, first + count, dtype=np.int64)
+    return g * span + span // 2 - offset

@@ -22,9 +22,11 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _ODD = np.uint64(0xD6E8FEB86659FD93)  # odd, so h -> h * _ODD is a bijection
 _S30, _S27, _S31, _S11 = (np.uint64(s) for s in (30, 27, 31, 11))
 
-# Streams keep z_g, z_l and each noise layer independent of each other.
+# Streams keep z_g, z_l, the biome anchors and each noise layer independent of each other.
 STREAM_GLOBAL = 1
 STREAM_LOCAL = 2
+STREAM_ANCHOR = 3  # a biome anchor's global latent (anchor index, channel)
+STREAM_ANCHOR_JITTER = 4  # a biome anchor's position jitter (anchor index)
 STREAM_NOISE = 16  # + layer index
 
 
@@ -48,8 +50,9 @@ def check_seed(seed: int) -> int:
     return int(seed)
 
 
-def hash_normal(seed: int, stream: int, *coords: np.ndarray) -> torch.Tensor:
-    """N(0,1) float32 values for the broadcast grid of integer `coords` (outermost first)."""
+def hash_uniform(seed: int, stream: int, *coords: np.ndarray | int) -> np.ndarray:
+    """Uniform float64 values in (0, 1), never 0 or 1, for the broadcast grid of integer
+    `coords` (outermost first)."""
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps modulo 2**64 on purpose
         h = _mix(_as_u64([check_seed(seed)]) + _GOLDEN)
         for axis in ([stream], *coords):
@@ -57,7 +60,12 @@ def hash_normal(seed: int, stream: int, *coords: np.ndarray) -> torch.Tensor:
             # (seed s, stream 1) cancelled coordinate s to 0 (z_g[s] = -8.3 for every seed)
             h = _mix(h * _ODD + _mix(_as_u64(axis) + _GOLDEN))
     bits = (h >> _S11).astype(np.float64)  # 53 random bits
-    uniform = torch.from_numpy((bits + 0.5) * (1.0 / 2**53))  # in (0, 1), never 0 or 1
+    return (bits + 0.5) * (1.0 / 2**53)
+
+
+def hash_normal(seed: int, stream: int, *coords: np.ndarray | int) -> torch.Tensor:
+    """N(0,1) float32 values for the broadcast grid of integer `coords` (outermost first)."""
+    uniform = torch.from_numpy(hash_uniform(seed, stream, *coords))
     return torch.special.ndtri(uniform).to(torch.float32)
 
 

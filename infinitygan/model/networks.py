@@ -13,6 +13,12 @@ Every modulated layer has two kernels computing the same values, and the caller 
   "fused"    one sample's modulation, demodulation, gain and bias folded into its conv weight,
              noise and activation in place: fewer activation-sized passes, for inference on a
              batch of one (the canvas renderer on CPU).
+
+`Generator.synthesize_field` is the third way in, for a style that varies along x (a world's
+biomes, spatial style fusion): each modulated layer blends the styles of a few anchors per
+column (`StyleField`), modulates its input per column and demodulates per output column
+(`ops.spatially_modulated_conv2d`). Inference only; where one anchor has weight 1 over a whole
+window the canvas renderer takes the kernels above instead, which compute the same values.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from .ops import (
     center_crop,
     modulated_conv2d,
     modulated_weight,
+    spatially_modulated_conv2d,
     up_conv2d,
     upsample_rgb,
 )
@@ -132,6 +139,32 @@ class StyledConv(nn.Module):
             out.add_(noise.to(out.dtype) * (self.noise_strength * SQRT2))
         return F.leaky_relu_(out, 0.2)
 
+    def forward_spatial(
+        self,
+        x: torch.Tensor,
+        anchors: torch.Tensor,
+        weights_in: torch.Tensor,
+        weights_out: torch.Tensor,
+        noise: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The layer with a style blended per column: anchors [B, A, D] (their W, or z_g in
+        G_S), blend weights [B, A, W] at the input and output columns (see StyleField)."""
+        out = spatially_modulated_conv2d(
+            x,
+            self.weight * self.scale,
+            self.modulation(anchors),
+            weights_in,
+            weights_out,
+            up=self.up,
+            bias=self.bias,
+            gain=SQRT2,
+        )
+        if self.noise_strength is not None:
+            if noise is None:
+                raise ValueError("the spatial kernel renders hashed noise: pass the noise map")
+            out.add_(noise.to(out.dtype) * (self.noise_strength * SQRT2))
+        return F.leaky_relu_(out, 0.2)
+
 
 class ToRGB(nn.Module):
     """1x1 modulated conv without demodulation, plus bias."""
@@ -149,6 +182,14 @@ class ToRGB(nn.Module):
             return F.conv2d(x, w, self.bias)
         return modulated_conv2d(
             x, self.weight * self.scale, self.modulation(style), demodulate=False, bias=self.bias
+        )
+
+    def forward_spatial(
+        self, x: torch.Tensor, anchors: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-column blended style, no demodulation (a 1x1 conv: exact, no approximation)."""
+        return spatially_modulated_conv2d(
+            x, self.weight * self.scale, self.modulation(anchors), weights, None, bias=self.bias
         )
 
 
@@ -186,6 +227,29 @@ class StructureSynthesizer(nn.Module):
             m = i * self.radius
             c = coords[:, :, m : coords.shape[2] - m, m : coords.shape[3] - m]
             x = layer(torch.cat((x, c.to(x.dtype)), dim=1), z_global, impl=impl)  # H-2r(i+1)
+        return x
+
+    def forward_spatial(
+        self,
+        anchors: torch.Tensor,
+        z_local: torch.Tensor,
+        coords: torch.Tensor,
+        cells: torch.Tensor,
+    ) -> torch.Tensor:
+        """`forward` with z_g blended per cell column: anchors' z_g [B, A, Z], their weights at
+        the input's cell columns [B, A, W] (each layer reads its own columns of them)."""
+        x = z_local
+        width, r = cells.shape[2], self.radius
+        for i, layer in enumerate(self.layers):
+            m = i * r
+            c = coords[:, :, m : coords.shape[2] - m, m : coords.shape[3] - m]
+            x = layer.forward_spatial(
+                torch.cat((x, c.to(x.dtype)), dim=1),
+                anchors,
+                cells[:, :, m : width - m],
+                cells[:, :, m + r : width - m - r],
+                None,
+            )
         return x
 
 
@@ -226,6 +290,38 @@ class TextureSynthesizer(nn.Module):
                 new = new + center_crop(upsample_rgb(rgb), new.shape[2], new.shape[3])
             rgb = new
         return rgb
+
+    def forward_spatial(
+        self,
+        z_s: torch.Tensor,
+        anchors: torch.Tensor,
+        cells: torch.Tensor,
+        layers: Sequence[torch.Tensor],
+        noise: Sequence[torch.Tensor],
+    ) -> torch.Tensor:
+        """`forward` with W blended per column: anchors' W [B, A, D], their weights at z_S's
+        columns [B, A, n] and at each conv output's columns (StyleField.layers)."""
+        x, rgb, columns = z_s, None, cells
+        for i, (up, conv, to_rgb) in enumerate(
+            zip(self.ups, self.convs, self.to_rgbs, strict=True)
+        ):
+            x = up.forward_spatial(x, anchors, columns, layers[2 * i], noise[2 * i])
+            columns = layers[2 * i + 1]
+            x = conv.forward_spatial(x, anchors, layers[2 * i], columns, noise[2 * i + 1])
+            new = to_rgb.forward_spatial(x, anchors, columns)
+            if rgb is not None:
+                new = new + center_crop(upsample_rgb(rgb), new.shape[2], new.shape[3])
+            rgb = new
+        return rgb
+
+
+class StyleField(NamedTuple):
+    """A global style that varies along x: A anchors' global latents and, for every column of
+    every layer's feature map, the anchors' blend weights (each column sums to 1)."""
+
+    z: torch.Tensor  # [B, A, Z] the anchors' z_g
+    cells: torch.Tensor  # [B, A, W] at G_S's input cell columns (its window with margins)
+    layers: list[torch.Tensor]  # [B, A, W_l] at each G_T conv output's columns, in layer order
 
 
 class Synthesis(NamedTuple):
@@ -297,6 +393,23 @@ class Generator(nn.Module):
     ) -> torch.Tensor:
         """The RGB of `synthesize`."""
         return self.synthesize(z_global, z_local, coords, w_plus, noise, impl=impl).rgb
+
+    def synthesize_field(
+        self,
+        field: StyleField,
+        z_local: torch.Tensor,
+        coords: torch.Tensor,
+        noise: Sequence[torch.Tensor],
+    ) -> torch.Tensor:
+        """RGB of a window whose global style varies along x (spatial style fusion): G_S is
+        modulated by the anchors' z_g blended per cell, G_T by their mapped W blended per column
+        of each layer (never the z's: the mapping is not linear). Same sizes as `forward`."""
+        b, a, z_dim = field.z.shape
+        w = self.mapping(field.z.reshape(b * a, z_dim)).view(b, a, -1)
+        z_s = self.structure.forward_spatial(field.z, z_local, coords, field.cells)
+        m = geometry.structure_margin(self.cfg)
+        cells = field.cells[:, :, m : field.cells.shape[2] - m]
+        return self.texture.forward_spatial(z_s, w, cells, field.layers, noise)
 
 
 class Blur(nn.Module):

@@ -232,6 +232,48 @@ def modulated_conv2d(
     return torch.addcmul((bias * gain).view(1, -1, 1, 1).to(out.dtype), out, demod)
 
 
+def blend_styles(styles: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per-column styles [B, I, 1, W] from A anchor styles [B, A, I] and their blend weights
+    [B, A, W]. Blending the anchors' W (or z_g) and then applying a modulation's affine map
+    equals blending the anchors' modulation outputs, because the weights sum to 1."""
+    return torch.einsum("bai,baw->biw", styles, weights.to(styles.dtype))[:, :, None, :]
+
+
+def spatially_modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    weights_in: torch.Tensor,
+    weights_out: torch.Tensor | None,
+    up: bool = False,
+    bias: torch.Tensor | None = None,
+    gain: float = 1.0,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """Modulated conv whose style varies along x (spatial style fusion), valid padding.
+
+    x [B, I, H, W_in]; weight [O, I, k, k]; styles [B, A, I], the modulation of each of A
+    anchors; weights_in [B, A, W_in] their blend at the input columns; weights_out
+    [B, A, W_out] at the output columns, or None for no demodulation (ToRGB).
+
+    The input is modulated per column, convolved with the shared weight, and demodulated per
+    output column with rsqrt(sum_{i,k} w[o,i,k]^2 s_i(x_out)^2): the style at the output
+    position stands for the styles of all taps. That is exact where the style is constant over
+    the receptive field (inside a biome) and an approximation within a transition, the same one
+    InfinityGAN's own spatial style fusion makes. Returns gain * (out + bias).
+    """
+    out = x * blend_styles(styles, weights_in).to(x.dtype)
+    if weights_out is None:
+        weight, bias = weight * gain, None if bias is None else bias * gain
+        return up_conv2d(out, weight, bias) if up else F.conv2d(out, weight, bias)
+    out = up_conv2d(out, weight) if up else F.conv2d(out, weight)
+    s_out = blend_styles(styles, weights_out)[:, :, 0]  # [B, I, W_out]
+    wsq = weight.square().sum(dim=(2, 3))  # [O, I]
+    demod = torch.rsqrt(torch.einsum("oi,biw->bow", wsq, s_out.square()) + eps) * gain
+    out = out.mul_(demod[:, :, None, :].to(out.dtype))
+    return out if bias is None else out.add_((bias * gain).view(1, -1, 1, 1).to(out.dtype))
+
+
 def modulated_weight(
     weight: torch.Tensor, style: torch.Tensor, demodulate: bool = True, eps: float = 1e-8
 ) -> torch.Tensor:

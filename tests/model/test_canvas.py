@@ -141,7 +141,8 @@ def test_renderer_pixels_equal_the_batched_reference(tiny_g: Generator) -> None:
     window at a time), so the tile server's pixels do not depend on its hardware."""
 
     class BatchedRenderer(CanvasRenderer):
-        def _forward(self, z_global, z_local, coords, noise):
+        def _forward(self, styles, z_local, coords, noise):
+            z_global = torch.stack(styles).to(z_local.device)
             return self.generator(z_global, z_local, coords, noise=noise, impl="batched")
 
     jobs = [(7, Rect(-40, 10, 96, 64)), (8, Rect(-40, 10, 96, 64)), (7, Rect(56, 10, 96, 64))]
