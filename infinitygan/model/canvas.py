@@ -189,9 +189,14 @@ class CanvasRenderer:
     biome transition take the spatial kernels (batched on an accelerator, one by one on CPU).
     """
 
-    def __init__(self, generator: Generator, world: World = ONE_STYLE) -> None:
+    def __init__(
+        self, generator: Generator, world: World = ONE_STYLE, batch_windows: bool | None = None
+    ) -> None:
+        """`batch_windows` None follows the device (batch on an accelerator, not on CPU); tests
+        set it to run the accelerator's policy on CPU."""
         self.generator = generator
         self.world = world
+        self.batch_windows = batch_windows
 
     @torch.inference_mode()
     def __call__(self, jobs: Sequence[tuple[int, Rect]]) -> np.ndarray:
@@ -259,7 +264,8 @@ class CanvasRenderer:
         device = z_local.device
         one = [i for i, s in enumerate(styles) if isinstance(s, torch.Tensor)]
         blended = [i for i, s in enumerate(styles) if not isinstance(s, torch.Tensor)]
-        if device.type == "cpu":
+        batch = device.type != "cpu" if self.batch_windows is None else self.batch_windows
+        if not batch:
             passes = [[i] for i in range(len(styles))]
         else:
             passes = [p for p in (one, blended) if p]

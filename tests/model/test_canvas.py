@@ -24,15 +24,19 @@ from infinitygan.model.canvas import (
     downsample_2x,
     render_batch,
     render_region,
+    window_blend,
+    window_inputs,
 )
 from infinitygan.model.networks import Generator
+from infinitygan.model.world import ONE_STYLE, World
 from tests.conftest import assert_close_uint8, assert_informative
 
 T = 256
 FAR = 2**31 - 2
 DEVICE = torch.device(os.environ.get("INFINITYGAN_TEST_DEVICE", "cpu"))
 on_cpu_only = pytest.mark.skipif(DEVICE.type != "cpu", reason="the CPU renderer's policy")
-on_accelerator_only = pytest.mark.skipif(DEVICE.type == "cpu", reason="an accelerator's policy")
+# The accelerator's policy (batch windows) is the device's own there, and forced on CPU here.
+BATCH_WINDOWS = None if DEVICE.type != "cpu" else True
 
 
 @pytest.fixture(scope="module")
@@ -103,18 +107,28 @@ def test_batch_composition_and_order_do_not_matter(tiny_g: Generator) -> None:
 
 
 def _forward_calls(
-    tiny_g: Generator, monkeypatch: pytest.MonkeyPatch, jobs: list[tuple[int, Rect]]
+    tiny_g: Generator,
+    monkeypatch: pytest.MonkeyPatch,
+    jobs: list[tuple[int, Rect]],
+    world: World = ONE_STYLE,
+    batch_windows: bool | None = None,
 ) -> list[tuple[int, str]]:
-    """(batch, impl) of every generator call while CanvasRenderer renders `jobs`."""
+    """(batch, impl) of every generator call while CanvasRenderer renders `jobs` ("field" for
+    the spatial kernels of a biome transition)."""
     calls: list[tuple[int, str]] = []
-    forward = Generator.forward
+    forward, synthesize_field = Generator.forward, Generator.synthesize_field
 
     def spy(self, z_global, *args, impl="batched", **kwargs):
         calls.append((z_global.shape[0], impl))
         return forward(self, z_global, *args, impl=impl, **kwargs)
 
+    def spy_field(self, field, *args):
+        calls.append((field.z.shape[0], "field"))
+        return synthesize_field(self, field, *args)
+
     monkeypatch.setattr(Generator, "forward", spy)
-    out = CanvasRenderer(tiny_g)(jobs)
+    monkeypatch.setattr(Generator, "synthesize_field", spy_field)
+    out = CanvasRenderer(tiny_g, world, batch_windows)(jobs)
     assert out.shape == (len(jobs), T, T, 3)
     return calls
 
@@ -127,13 +141,14 @@ def test_cpu_renderer_runs_each_window_alone_with_the_fused_kernels(
     assert _forward_calls(tiny_g, monkeypatch, jobs) == [(1, "fused")] * 3
 
 
-@on_accelerator_only
 def test_accelerator_renderer_batches_windows_and_fuses_a_lone_one(
     tiny_g: Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jobs = [(s, Rect(T * s, 0, T, T)) for s in range(3)]
-    assert _forward_calls(tiny_g, monkeypatch, jobs) == [(3, "batched")]
-    assert _forward_calls(tiny_g, monkeypatch, jobs[:1]) == [(1, "fused")]
+    calls = _forward_calls(tiny_g, monkeypatch, jobs, batch_windows=BATCH_WINDOWS)
+    assert calls == [(3, "batched")]
+    calls = _forward_calls(tiny_g, monkeypatch, jobs[:1], batch_windows=BATCH_WINDOWS)
+    assert calls == [(1, "fused")]
 
 
 def test_renderer_pixels_equal_the_batched_reference(tiny_g: Generator) -> None:
@@ -281,3 +296,96 @@ def test_downsample_2x_is_exact_area_average() -> None:
     for bad in (img[:63], img.astype(np.float32), img[:, :, 0]):
         with pytest.raises(ValueError, match="downsample_2x"):
             downsample_2x(bad)
+
+
+# Biomes: an anchor every ~512 px, transitions 256 px wide; any 512-px span meets one.
+WORLD = World(biome_px=512, transition_px=256)
+
+
+def _anchors(g: Generator, seed: int, rect: Rect, world: World = WORLD) -> int:
+    """Anchors whose styles reach the window that renders `rect`."""
+    return window_blend(g.cfg, world, seed, canvas._window(g.cfg, rect)).z.shape[0]
+
+
+@pytest.mark.parametrize("tx", [0, -3, FAR - 1, -FAR])
+def test_one_pass_across_a_biome_transition_equals_assembled_tiles(
+    tiny_g: Generator, tx: int
+) -> None:
+    """Seamless across transitions, at the origin and near the canvas bound: a 4x2-tile region
+    in one pass (the spatial kernels) equals its tiles rendered one by one (each with the
+    spatial or the fused kernels, whichever its own window needs)."""
+    seed = 77
+    rect = Rect(T * tx, -T, 4 * T, 2 * T)
+    region = render_batch(tiny_g, [(seed, rect)], WORLD)[0]
+    jobs = [(seed, Rect(T * (tx + i), T * (j - 1), T, T)) for j in range(2) for i in range(4)]
+    tiles = [render_batch(tiny_g, [job], WORLD)[0] for job in jobs]
+    assert _anchors(tiny_g, seed, rect) >= 2  # the region really spans a transition
+    assert_informative(region)
+    assert_close_uint8(_assemble(np.stack(tiles), 2, 4), region)
+    plain = render_batch(tiny_g, [(seed, rect)])[0]
+    assert np.abs(region.astype(int) - plain).mean() > 5  # the world is not one style
+
+
+def test_biomes_off_is_todays_renderer_bit_for_bit(tiny_g: Generator) -> None:
+    """A one-style world (the default) renders exactly what the generator makes of the seed's
+    hashed inputs: the pre-world renderer's path, untouched."""
+    rect = Rect(-40, 10, 96, 64)
+    z_g, z_l, coords, noise = window_inputs(tiny_g.cfg, 5, canvas._window(tiny_g.cfg, rect))
+    with torch.inference_mode():
+        rgb = tiny_g(
+            z_g[None].to(DEVICE),
+            z_l[None].to(DEVICE).contiguous(memory_format=torch.channels_last),
+            coords[None].to(DEVICE).contiguous(memory_format=torch.channels_last),
+            noise=[n[None].to(DEVICE).contiguous(memory_format=torch.channels_last) for n in noise],
+            impl="fused",
+        )
+    w = canvas._window(tiny_g.cfg, rect)
+    rgb = rgb[:, :, w.rows.crop : w.rows.crop + 64, w.cols.crop : w.cols.crop + 96]
+    expect = canvas.to_uint8(rgb)[0]
+    assert np.array_equal(render_batch(tiny_g, [(5, rect)])[0], expect)
+    assert np.array_equal(render_batch(tiny_g, [(5, rect)], World(0, 99))[0], expect)
+
+
+def test_inside_a_biome_the_world_is_its_anchors_one_style_world(tiny_g: Generator) -> None:
+    """Around anchor 0 a world is the seed's own one-style landscape, bit for bit (the fused
+    path with the anchor's z_g, which for anchor 0 is the seed's)."""
+    world = World(biome_px=4096, transition_px=512)  # anchor 0 rules x in [-1024, 1024) at least
+    rect = Rect(-T, -T, 2 * T, 2 * T)
+    assert _anchors(tiny_g, 3, rect, world) == 1
+    assert np.array_equal(
+        render_batch(tiny_g, [(3, rect)], world)[0], render_batch(tiny_g, [(3, rect)])[0]
+    )
+
+
+# Biomes wide enough for a tile's whole window to lie in one.
+WIDE = World(biome_px=2048, transition_px=256)
+
+
+@on_cpu_only
+def test_cpu_renderer_takes_the_spatial_kernels_only_across_a_transition(
+    tiny_g: Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inside = next(
+        x for x in range(-16 * T, 16 * T, 16) if _anchors(tiny_g, 1, Rect(x, 0, T, T), WIDE) == 1
+    )  # a tile whose whole window is in one biome
+    across = next(
+        x for x in range(-16 * T, 16 * T, 16) if _anchors(tiny_g, 1, Rect(x, 0, T, T), WIDE) == 2
+    )
+    jobs = [(1, Rect(inside, 0, T, T)), (1, Rect(across, 0, T, T)), (2, Rect(inside, 0, T, T))]
+    calls = _forward_calls(tiny_g, monkeypatch, jobs, WIDE)
+    assert sorted(calls) == [(1, "field"), (1, "fused"), (1, "fused")]
+
+
+def test_accelerator_renderer_batches_plain_and_blended_windows_apart(
+    tiny_g: Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    xs = list(range(-16 * T, 16 * T, 16))
+    inside = [x for x in xs if _anchors(tiny_g, 1, Rect(x, 0, T, T), WIDE) == 1][:2]
+    across = [x for x in xs if _anchors(tiny_g, 1, Rect(x, 0, T, T), WIDE) >= 2][:2]
+    jobs = [(1, Rect(x, 0, T, T)) for x in (inside[0], across[0], inside[1], across[1])]
+    calls = _forward_calls(tiny_g, monkeypatch, jobs, WIDE, BATCH_WINDOWS)
+    assert sorted(calls) == [(2, "batched"), (2, "field")]
+    one_by_one = [render_batch(tiny_g, [job], WIDE)[0] for job in jobs]  # each alone
+    batched = CanvasRenderer(tiny_g, WIDE, BATCH_WINDOWS)(jobs)
+    for a, b in zip(batched, one_by_one, strict=True):
+        assert_close_uint8(a, b)

@@ -165,3 +165,72 @@ def test_blur_is_the_grouped_conv_and_differentiates_twice(
 
     plain = r1_grads(lambda x, b: F.conv2d(x, k, b, stride=stride, padding=padding, groups=3))
     torch.testing.assert_close(r1_grads(fn), plain)
+
+
+def _blend_inputs(b: int, a: int, i: int, w_in: int, w_out: int, seed: int = 3):
+    """Anchor styles [B, A, I] and blend weights at input and output columns (columns sum to 1,
+    every anchor present somewhere)."""
+    g = torch.Generator().manual_seed(seed)
+    styles = torch.randn(b, a, i, generator=g, dtype=torch.float64) + 1.0
+    m_in = torch.rand(b, a, w_in, generator=g, dtype=torch.float64)
+    m_out = torch.rand(b, a, w_out, generator=g, dtype=torch.float64)
+    return styles, m_in / m_in.sum(1, keepdim=True), m_out / m_out.sum(1, keepdim=True)
+
+
+def test_spatially_modulated_conv_equals_a_per_pixel_brute_force() -> None:
+    """Each output pixel, the textbook way: every tap's input times the style at the tap's
+    column, summed with the shared weight, then demodulated with the style at the output's
+    column: rsqrt(sum_{i,k} (w[o,i,k] * s_i(x_out))^2)."""
+    x, weight, bias = _inputs(2, 4, 3, 5, 7, torch.float64)
+    styles, m_in, m_out = _blend_inputs(2, 3, 4, 7, 5)
+    gain, eps = 1.7, 1e-8
+    out = ops.spatially_modulated_conv2d(x, weight, styles, m_in, m_out, bias=bias, gain=gain)
+    s_in = torch.einsum("bai,baw->biw", styles, m_in)
+    s_out = torch.einsum("bai,baw->biw", styles, m_out)
+    ref = torch.empty_like(out)
+    for b, o, y, xo in torch.cartesian_prod(*(torch.arange(n) for n in out.shape)).tolist():
+        taps = x[b, :, y : y + 3, xo : xo + 3] * s_in[b, :, None, xo : xo + 3]
+        value = (weight[o] * taps).sum()
+        demod = ((weight[o] * s_out[b, :, xo, None, None]).square().sum() + eps).rsqrt()
+        ref[b, o, y, xo] = gain * (value * demod + bias[o])
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_spatially_modulated_up_conv_is_the_sum_of_its_anchors() -> None:
+    """The up-conv by linearity: modulating the input by sum_a m_a(x) s_a equals summing the
+    anchors' own modulated up-convs of the input masked by m_a; the demodulation is spelled out
+    per output column with `modulated_weight` of that column's style."""
+    x, weight, bias = _inputs(2, 4, 3, 5, 6, torch.float64)
+    styles, m_in, m_out = _blend_inputs(2, 3, 4, 6, 2 * 6 - 3)
+    out = ops.spatially_modulated_conv2d(x, weight, styles, m_in, m_out, up=True, bias=bias)
+    for b in range(2):
+        ref = sum(
+            ops.up_conv2d(x[b : b + 1] * m_in[b, a], weight * styles[b, a].view(1, -1, 1, 1))
+            for a in range(3)
+        )
+        s_out = torch.einsum("ai,aw->wi", styles[b], m_out[b])
+        for xo in range(out.shape[3]):
+            w_col = ops.modulated_weight(weight, s_out[xo])
+            demod = w_col[:, 0, 0, 0] / (weight[:, 0, 0, 0] * s_out[xo, 0])
+            col = ref[0, :, :, xo] * demod[:, None] + bias[:, None]
+            torch.testing.assert_close(out[b, :, :, xo], col, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("demodulate", [False, True])
+def test_one_anchor_with_weight_one_is_the_plain_modulated_conv(up: bool, demodulate: bool) -> None:
+    """Inside a biome (one anchor, weight 1 everywhere, other anchors weight 0) the spatial
+    kernel computes what the one-style kernel does."""
+    x, weight, bias = _inputs(2, 4, 3, 5, 6, torch.float64)
+    styles, _, _ = _blend_inputs(2, 2, 4, 1, 1)
+    w_out = 2 * 6 - 3 if up else 6 - 2
+    m_in = torch.zeros(2, 2, 6, dtype=torch.float64)
+    m_out = torch.zeros(2, 2, w_out, dtype=torch.float64)
+    m_in[:, 1], m_out[:, 1] = 1.0, 1.0
+    out = ops.spatially_modulated_conv2d(
+        x, weight, styles, m_in, m_out if demodulate else None, up=up, bias=bias, gain=1.3
+    )
+    ref = ops.modulated_conv2d(
+        x, weight, styles[:, 1], demodulate=demodulate, up=up, bias=bias, gain=1.3
+    )
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
