@@ -270,8 +270,11 @@ def spatially_modulated_conv2d(
     s_out = blend_styles(styles, weights_out)[:, :, 0]  # [B, I, W_out]
     wsq = weight.square().sum(dim=(2, 3))  # [O, I]
     demod = torch.rsqrt(torch.einsum("oi,biw->bow", wsq, s_out.square()) + eps) * gain
-    out = out.mul_(demod[:, :, None, :].to(out.dtype))
-    return out if bias is None else out.add_((bias * gain).view(1, -1, 1, 1).to(out.dtype))
+    demod = demod[:, :, None, :].to(out.dtype)
+    if bias is None:
+        return out.mul_(demod)
+    # one pass, in place: out * demod + bias
+    return torch.addcmul((bias * gain).view(1, -1, 1, 1).to(out.dtype), out, demod, out=out)
 
 
 def modulated_weight(
