@@ -35,12 +35,6 @@ MAX_COORD = 2**50  # canvas pixels; tiles at |x| = 2**31 at zoom N are at 2**39
 MAX_REGION_PIXELS = 2**28  # 268 Mpx = 805 MB of uint8 RGB: refuse anything larger
 
 
-def _check_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
 @dataclass(frozen=True)
 class Rect:
     """Canvas pixels [x, x + width) x [y, y + height); y grows downwards, 0 is the horizon."""
@@ -52,7 +46,7 @@ class Rect:
 
     def __post_init__(self) -> None:
         for name in ("x", "y", "width", "height"):
-            object.__setattr__(self, name, _check_int(name, getattr(self, name)))
+            object.__setattr__(self, name, geometry.check_int(name, getattr(self, name)))
         if self.width < 1 or self.height < 1:
             raise ValueError(f"width and height must be >= 1, got {self.width}x{self.height}")
         if self.width * self.height > MAX_REGION_PIXELS:
@@ -317,7 +311,7 @@ def render_region(
     side, so memory is bounded by the chunk, not the region."""
     if max_chunk is None:
         max_chunk = default_chunk(generator.cfg)
-    chunk = _check_int("max_chunk", max_chunk)
+    chunk = geometry.check_int("max_chunk", max_chunk)
     if chunk < 1:
         raise ValueError(f"max_chunk must be >= 1, got {chunk}")
     check_seed(seed)

@@ -25,6 +25,13 @@ TEXTURE_MARGIN = 5  # the "+5" of 2**k * (n - 5) + 5: pixels of context no windo
 MAX_WINDOW_CELLS = 1 << 16  # a sanity bound on one forward pass (65536 cells per axis)
 
 
+def check_int(name: str, value: object) -> int:
+    """A Python or numpy integer argument as int; bools and floats are refused, not rounded."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
 def texture_output_size(n_cells: int, n_up: int) -> int:
     """Pixels produced along one axis by G_T from `n_cells` latent cells."""
     if n_cells < TEXTURE_MARGIN:

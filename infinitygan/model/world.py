@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import geometry
 from .latents import (
     STREAM_ANCHOR,
     STREAM_ANCHOR_JITTER,
@@ -39,12 +40,6 @@ MIN_BIOME_PX = 16
 MAX_BIOME_PX = 2**40
 
 
-def _check_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
 @dataclass(frozen=True)
 class World:
     """The world parameters of a render: `biome_px` 0 is one style (the transition is then
@@ -55,8 +50,8 @@ class World:
     transition_px: int = 0
 
     def __post_init__(self) -> None:
-        biome = _check_int("biome_px", self.biome_px)
-        transition = _check_int("transition_px", self.transition_px)
+        biome = geometry.check_int("biome_px", self.biome_px)
+        transition = geometry.check_int("transition_px", self.transition_px)
         if biome == 0:
             transition = 0
         elif not MIN_BIOME_PX <= biome <= MAX_BIOME_PX:
