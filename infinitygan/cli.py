@@ -6,6 +6,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model.world import World
 
 
 def _int_in(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
@@ -25,19 +29,48 @@ def _int_in(lo: int | None = None, hi: int | None = None) -> Callable[[str], int
     return parse
 
 
+def _zero_or_in(lo: int, hi: int) -> Callable[[str], int]:
+    """argparse type: 0 (off) or a decimal integer within [lo, hi)."""
+    number = _int_in()
+
+    def parse(text: str) -> int:
+        value = number(text)
+        if value != 0 and not lo <= value < hi:
+            raise argparse.ArgumentTypeError(f"must be 0 or {lo}..{hi - 1}, got {value}")
+        return value
+
+    return parse
+
+
+def _world_name(world: World) -> str:
+    if not world.biomes:
+        return "one style"
+    return f"biomes every {world.biome_px} px, {world.transition_px}-px transitions"
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .malloc_tuning import keep_render_memory
     from .model.canvas import Rect, render_region
     from .model.checkpoint import load_generator
+    from .model.world import World
 
+    try:  # the pair, before the checkpoint loads (argparse checked each flag alone)
+        world = World(args.biome_px, args.transition_px)
+    except ValueError as exc:
+        args.parser.error(f"--biome-px {args.biome_px} --transition-px {args.transition_px}: {exc}")
     keep_render_memory()
     rect = Rect(args.x, args.y, args.width, args.height)
     ckpt = load_generator(args.checkpoint, device=args.device)
-    img = render_region(ckpt.generator, args.seed, rect, max_chunk=args.chunk, progress=True)
+    img = render_region(
+        ckpt.generator, args.seed, rect, max_chunk=args.chunk, progress=True, world=world
+    )
     Image.fromarray(img).save(args.output)
-    print(f"wrote {args.output} ({rect.width}x{rect.height}, checkpoint {ckpt.version})")
+    print(
+        f"wrote {args.output} ({rect.width}x{rect.height}, checkpoint {ckpt.version}, "
+        f"{_world_name(world)})"
+    )
     return 0
 
 
@@ -45,6 +78,7 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     from .model.canvas import MAX_COORD
     from .model.checkpoint import DEFAULT_CHECKPOINT
     from .model.latents import MAX_SEED
+    from .model.world import DEFAULT_WORLD, MAX_BIOME_PX, MIN_BIOME_PX
 
     p = sub.add_parser(
         "render",
@@ -69,8 +103,20 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="max chunk side in px (default: from a memory budget)",
     )
+    p.add_argument(
+        "--biome-px",
+        type=_zero_or_in(MIN_BIOME_PX, MAX_BIOME_PX + 1),
+        default=DEFAULT_WORLD.biome_px,
+        help="a new biome (global style) about every this many px along x; 0: one style",
+    )
+    p.add_argument(
+        "--transition-px",
+        type=_int_in(1),
+        default=DEFAULT_WORLD.transition_px,
+        help="width of the blend between two biomes, at most --biome-px / 2",
+    )
     p.add_argument("-o", "--output", type=Path, required=True)
-    p.set_defaults(func=_cmd_render)
+    p.set_defaults(func=_cmd_render, parser=p)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -4,8 +4,9 @@ server's cache over plain HTTP, with bounded concurrency and a progress bar.
 The bbox is inclusive tile coordinates at the highest requested zoom (as in `POST /prefetch`);
 lower zooms fetch the parent tiles. Zooms run from the highest down, each finished before the
 next starts, so the server builds every zoomed-out tile from children already cached. The tile
-URL template comes from the server's TileJSON, so requests carry the checkpoint version. The
-zoom levels come from the server's own `TileGrid.pyramid` (pure Python: no FastAPI, no torch).
+URL template comes from the server's TileJSON, so requests carry the version it serves (its
+checkpoint and world). The zoom levels come from the server's own `TileGrid.pyramid` (pure
+Python: no FastAPI, no torch).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-// Screenshot the web viewer in headless Chromium after dragging the map across tile borders.
+// Screenshot the web viewer in headless Chromium after dragging the map across tile borders, then
+// check that travel moves the view east and that its permalink reopens it.
 //   npm install playwright-core   (no browser download; it drives Debian's /usr/bin/chromium)
 //   node scripts/screenshot_viewer.mjs http://127.0.0.1:8000/ docs/viewer.png
 // Exits non-zero if a tile request failed or the page logged an error.
@@ -45,6 +46,29 @@ await tilesLoaded();
 await page.waitForTimeout(500);
 await page.screenshot({ path: out });
 console.log(`screenshot ${out}; ${tiles.size} tiles loaded; hash ${new URL(page.url()).hash}`);
+
+// Travel for 3 s (the button), stop it (the T key): the view moved east at the same zoom and
+// height, and the permalink followed; reloading it opens the same view.
+const view = () =>
+  Object.fromEntries(
+    new URL(page.url()).hash.slice(1).split("&").map((part) => part.split("=")),
+  );
+const start = view();
+await page.click("#travel");
+await page.waitForTimeout(3000);
+await page.keyboard.press("t");
+const end = view();
+const pressed = await page.getAttribute("#travel", "aria-pressed");
+const moved = Number(end.x) - Number(start.x);
+console.log(`travelled ${moved} canvas px east in 3 s; hash ${new URL(page.url()).hash}`);
+if (pressed !== "false" || end.y !== start.y || end.z !== start.z || !(moved > 100)) {
+  failures.push(`travel from ${JSON.stringify(start)} to ${JSON.stringify(end)}; ${pressed}`);
+}
+await page.reload();
+await page.waitForFunction(() => document.getElementById("status").textContent.includes("centre"));
+if (JSON.stringify(view()) !== JSON.stringify(end)) {
+  failures.push(`the permalink reopened at ${JSON.stringify(view())}, not ${JSON.stringify(end)}`);
+}
 await browser.close();
 if (failures.length) {
   console.error(failures.join("\n"));

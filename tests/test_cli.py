@@ -14,6 +14,7 @@ from PIL import Image
 from infinitygan.cli import main
 from infinitygan.model.canvas import Rect, render_region
 from infinitygan.model.checkpoint import load_generator, save_checkpoint
+from infinitygan.model.world import DEFAULT_WORLD, ONE_STYLE, World
 from tests.conftest import nontrivial_generator
 
 
@@ -37,7 +38,8 @@ def test_render_writes_png_of_the_right_size(
     img = np.asarray(Image.open(out))
     assert img.shape == (90, 150, 3) and img.dtype == np.uint8
     g = load_generator(tiny_ckpt, device="cpu").generator
-    assert np.array_equal(img, render_region(g, 42, Rect(-300, -77, 150, 90), max_chunk=64))
+    expected = render_region(g, 42, Rect(-300, -77, 150, 90), max_chunk=64, world=DEFAULT_WORLD)
+    assert np.array_equal(img, expected)
     assert "150x90" in capsys.readouterr().out
 
 
@@ -53,6 +55,15 @@ def test_render_writes_png_of_the_right_size(
         (["--seed", "1", "--x", "2.5"], "--x: expected an integer"),
         (["--seed", "1", "--y", str(2**50)], "--y: must be <"),
         (["--seed", "1", "--chunk", "0"], "--chunk: must be >= 1"),
+        (["--seed", "1", "--biome-px", "-1"], "--biome-px: must be 0 or 16.."),
+        (["--seed", "1", "--biome-px", "8"], "--biome-px: must be 0 or 16.."),
+        (["--seed", "1", "--biome-px", "4k"], "--biome-px: expected an integer"),
+        (["--seed", "1", "--transition-px", "0"], "--transition-px: must be >= 1"),
+        # each is valid alone; the pair is not (checked before the checkpoint loads)
+        (
+            ["--seed", "1", "--biome-px", "4096", "--transition-px", "3000"],
+            "--biome-px 4096 --transition-px 3000: transition_px must be 1..biome_px // 2 = 2048",
+        ),
         ([], "--seed"),  # required
     ],
 )
@@ -68,6 +79,40 @@ def test_bad_arguments_exit_2_with_message(
     assert info.value.code == 2
     assert msg in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "world", "name"),
+    [
+        (["--biome-px", "0"], ONE_STYLE, "one style"),
+        # biomes every 64 px: the 160-px region crosses transitions
+        (
+            ["--biome-px", "64", "--transition-px", "24"],
+            World(64, 24),
+            "biomes every 64 px, 24-px transitions",
+        ),
+    ],
+    ids=["one-style", "biomes"],
+)
+def test_render_in_a_world(
+    tiny_ckpt: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    world: World,
+    name: str,
+) -> None:
+    """`--biome-px` / `--transition-px` choose the world: the PNG is that world's region."""
+    out = tmp_path / "world.png"
+    rect = Rect(-40, -30, 160, 48)
+    args = ["--seed", "5", "--x", "-40", "--y", "-30", "--width", "160", "--height", "48"]
+    assert main(_render(tiny_ckpt, out, *args, *flags)) == 0
+    img = np.asarray(Image.open(out))
+    g = load_generator(tiny_ckpt, device="cpu").generator
+    assert np.array_equal(img, render_region(g, 5, rect, world=world))
+    one_style = render_region(g, 5, rect, world=ONE_STYLE)
+    assert np.array_equal(img, one_style) == (not world.biomes)
+    assert capsys.readouterr().out.rstrip().endswith(f", {name})")
 
 
 def test_semantic_errors_exit_2_with_message(

@@ -79,8 +79,9 @@ async def _load(state: ServerState) -> None:
             return
     encodings = served_encodings(settings.webp_quality, settings.jpeg_quality)
     keep_render_memory()  # process-wide, before the model worker allocates anything
+    world = settings.world
     queue = RenderQueue(
-        CanvasRenderer(ckpt.generator),
+        CanvasRenderer(ckpt.generator, world),
         state.metrics,
         {
             Priority.INTERACTIVE: settings.queue_interactive,
@@ -102,8 +103,11 @@ async def _load(state: ServerState) -> None:
             raise
         _failed(state, f"the warm-up render failed: {type(exc).__name__}: {exc}")
         return
+    # The world is part of every tile's pixels: the version that names cache keys, render
+    # locks, ETags, the `?v=` of tile URLs and shared prefetch work is the checkpoint's and
+    # the world's together.
     service = TileService(
-        ckpt.version,
+        world.version(ckpt.version),
         state.grid,
         state.cache,
         queue,
@@ -121,9 +125,11 @@ async def _load(state: ServerState) -> None:
     )
     state.loaded = Loaded(ckpt, queue, service, jobs)
     log.info(
-        "serving checkpoint %s (version %s) on %s",
+        "serving checkpoint %s (version %s) in world %s as version %s on %s",
         ckpt.path,
         ckpt.version,
+        world.describe(),
+        service.version,
         next(ckpt.generator.parameters()).device,
     )
 

@@ -1,9 +1,10 @@
 """Two cache tiers for encoded tiles: an in-process LRU bounded in bytes, then Redis.
 
-Redis holds raw PNG bytes (no pickles) under keys that carry the checkpoint version, so a new
-checkpoint never serves stale pixels and nothing needs invalidating; `allkeys-lru` evicts. Redis
-is an optimisation, never a dependency: an error or a slow answer is a miss, is logged and
-counted, and pauses Redis for `redis_retry_s`, after which the next call reconnects.
+Redis holds raw PNG bytes (no pickles) under keys that carry the served version (checkpoint and
+world), so a new checkpoint or world never serves stale pixels and nothing needs invalidating;
+`allkeys-lru` evicts. Redis is an optimisation, never a dependency: an error or a slow answer is
+a miss, is logged and counted, and pauses Redis for `redis_retry_s`, after which the next call
+reconnects.
 """
 
 from __future__ import annotations

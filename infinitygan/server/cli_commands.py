@@ -28,11 +28,28 @@ def _port(text: str) -> int:
     return port
 
 
+def _env_name(field: str) -> str:
+    return "REDIS_URL" if field == "redis_url" else f"INFINITYGAN_{field.upper()}"
+
+
+def _settings_error(exc: ValidationError) -> str:
+    """Every problem in one line, each named by its environment variable where it has one (a
+    check of several settings, like the zoom range or the world, names them itself)."""
+    problems = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        loc = error["loc"]
+        if loc:
+            message = f"{_env_name(str(loc[0]))}={error['input']!r}: {message}"
+        problems.append(message)
+    return "invalid server settings: " + "; ".join(problems)
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings()
-    except ValidationError as exc:
-        print(f"invalid server settings (INFINITYGAN_* / REDIS_URL):\n{exc}", file=sys.stderr)
+    except ValidationError as exc:  # like a bad checkpoint: one line, before anything loads
+        print(f"infinitygan serve: error: {_settings_error(exc)}", file=sys.stderr)
         return 2
     try:  # verified and loaded once, before binding: a bad checkpoint exits here, like nginx -t
         checkpoint = load_checkpoint(settings)
@@ -58,10 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    env = ", ".join(
-        "REDIS_URL" if name == "redis_url" else f"INFINITYGAN_{name.upper()}"
-        for name in Settings.model_fields
-    )
+    env = ", ".join(_env_name(name) for name in Settings.model_fields)
     parser = subparsers.add_parser(
         "serve",
         help="run the tile server (settings from environment variables)",

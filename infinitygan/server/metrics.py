@@ -177,12 +177,13 @@ class Metrics:
         )
         self.prefetch_stream_length = Gauge(
             "infinitygan_prefetch_stream_length",
-            "Shared prefetch work items not yet acked, by any replica",
+            "Shared prefetch work items of this replica's version not yet acked, by any replica",
             registry=r,
         )
         self.prefetch_pending = Gauge(
             "infinitygan_prefetch_pending",
-            "Shared prefetch work items claimed by some replica and not yet acked",
+            "Shared prefetch work items of this replica's version claimed by some replica and "
+            "not yet acked",
             registry=r,
         )
 

@@ -63,6 +63,7 @@ class PrefetchJob:
     request: PrefetchRequest
     ranges: dict[int, tuple[int, int, int, int]]
     total: int
+    version: str  # the served version whose tiles the job caches (checkpoint and world)
     done: int = 0  # rendered by this job
     skipped: int = 0  # already cached
     failed: int = 0
@@ -84,6 +85,7 @@ class PrefetchJob:
             "id": self.id,
             "state": self.state.value,
             **self.request.model_dump(),
+            "version": self.version,
             "total": self.total,
             "done": self.done,
             "skipped": self.skipped,
@@ -143,7 +145,7 @@ class PrefetchManager:
                 f"{running} prefetch jobs are running; wait for one to finish",
                 retry_after=self.settings.retry_after_s,
             )
-        job = PrefetchJob(uuid.uuid4().hex, request, ranges, total)
+        job = PrefetchJob(uuid.uuid4().hex, request, ranges, total, self.service.version)
         job.task = asyncio.create_task(self._run(job), name=f"prefetch-{job.id}")
         self._jobs[job.id] = job
         self._forget_old()

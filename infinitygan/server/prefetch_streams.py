@@ -1,12 +1,20 @@
 """Prefetch jobs shared by every replica on one Redis, worked through a Redis stream.
 
-A job is a hash (`{prefix}:prefetch:job:{id}`): its request, total, done/skipped/failed
-counts, state, wall-clock start and finish, and per zoom `left:{z}` (units not yet settled),
-`queued:{z}` (that zoom's units are in the stream). Its units of work (`prefetch.unit_keys`: a
-metatile at the native zoom, a tile below it) are stream entries (`{prefix}:prefetch:items`,
-fields job, z, x, y) read by the consumer group `prefetch`, in which every replica is one
-consumer. Only the native zoom is queued at first; the replica that settles a zoom's last unit
-queues the zoom below, so no zoomed-out tile is built before its children are cached.
+A job is a hash (`{prefix}:prefetch:job:{id}`): its request, the served version it was
+submitted to, total, done/skipped/failed counts, state, wall-clock start and finish, and per
+zoom `left:{z}` (units not yet settled), `queued:{z}` (that zoom's units are in the stream). Its
+units of work (`prefetch.unit_keys`: a metatile at the native zoom, a tile below it) are stream
+entries (fields job, z, x, y) read by the consumer group `prefetch`, in which every replica is
+one consumer. Only the native zoom is queued at first; the replica that settles a zoom's last
+unit queues the zoom below, so no zoomed-out tile is built before its children are cached.
+
+Replicas on one Redis may serve different versions (another checkpoint or world: a rolling
+update, or two worlds side by side). A job caches the tiles of the version it was submitted to,
+so its work goes to that version's stream (`{prefix}:prefetch:{version}:items`), which only
+replicas serving that version read: a replica never renders another version's job into its own
+keys (caching tiles nobody asked for while the job reports done). The running jobs that
+`prefetch_max_jobs` counts are that version's too (`{prefix}:prefetch:{version}:running`): they
+load the same replicas. Job hashes are shared, so any replica reads and cancels any job.
 
 Each replica claims new entries with XREADGROUP (at most `prefetch_in_hand` at once), works
 them through `TileService` at prefetch priority (interactive requests still go first in the
@@ -103,9 +111,9 @@ class StreamPrefetchJobs:
         self.service = service
         self.settings = settings
         self.metrics = metrics
-        prefix = f"{settings.redis_prefix}:prefetch"
-        self.stream = f"{prefix}:items"
-        self.running = f"{prefix}:running"
+        self._prefix = prefix = f"{settings.redis_prefix}:prefetch"
+        self.stream = f"{prefix}:{service.version}:items"
+        self.running = self._running_key(service.version)
         self._job_prefix = f"{prefix}:job:"
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # Renewal, reclaim and gauge cadence; also the longest XREADGROUP block, so a block
@@ -129,14 +137,19 @@ class StreamPrefetchJobs:
     def _job_key(self, job_id: str) -> str:
         return self._job_prefix + job_id
 
+    def _running_key(self, version: str) -> str:
+        return f"{self._prefix}:{version}:running"
+
     async def submit(self, request: PrefetchRequest) -> PrefetchJob:
         grid = self.service.grid
         ranges, total = plan(grid, request, self.settings.prefetch_max_tiles)
+        version = self.service.version
         job = PrefetchJob(
-            uuid.uuid4().hex, request, ranges, total, started=time.time(), clock=time.time
+            uuid.uuid4().hex, request, ranges, total, version, started=time.time(), clock=time.time
         )
         fields: dict[str, Any] = {
             "request": request.model_dump_json(),
+            "version": version,
             "total": total,
             "done": 0,
             "skipped": 0,
@@ -172,6 +185,8 @@ class StreamPrefetchJobs:
             request,
             self.service.grid.pyramid(request.bbox, request.minzoom, request.maxzoom),
             int(fields["total"]),
+            # "": a job of a replica from before versions were recorded
+            fields.get("version", ""),
             done=int(fields["done"]),
             skipped=int(fields["skipped"]),
             failed=int(fields["failed"]),
@@ -182,9 +197,9 @@ class StreamPrefetchJobs:
         )
 
     async def cancel(self, job_id: str) -> PrefetchJob:
-        await self.get(job_id)  # JobNotFound first
+        job = await self.get(job_id)  # JobNotFound first
         async with self._redis_errors():
-            await self._end(job_id, JobState.CANCELLED)
+            await self._end(job_id, JobState.CANCELLED, job.version)
         return await self.get(job_id)
 
     async def close(self) -> None:
@@ -218,9 +233,10 @@ class StreamPrefetchJobs:
         for x, y in unit_keys(self.service.grid, z, r):
             pipe.xadd(self.stream, {"job": job_id, "z": z, "x": x, "y": y})
 
-    async def _end(self, job_id: str, state: JobState) -> None:
+    async def _end(self, job_id: str, state: JobState, version: str) -> None:
+        """End a running job of `version` (a replica of another version may cancel it)."""
         await self._finish(
-            keys=[self._job_key(job_id), self.running],
+            keys=[self._job_key(job_id), self._running_key(version)],
             args=[state.value, time.time(), self.settings.prefetch_retention_s, job_id],
         )
 
@@ -359,7 +375,7 @@ class StreamPrefetchJobs:
                     self._queue(pipe, job_id, z - 1, ranges[z - 1])
                     await pipe.execute()
         else:
-            await self._end(job_id, JobState.DONE)
+            await self._end(job_id, JobState.DONE, self.service.version)
             log.info("prefetch job %s done", job_id)
         await self._ack(entry_id)
 

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infinitygan.model.checkpoint import DEFAULT_CHECKPOINT, MAX_CHECKPOINT_BYTES
+from infinitygan.model.world import DEFAULT_WORLD, World
 
 MAX_NATIVE_ZOOM = 30  # zoom numbers are labels; this only keeps 2**zoom arithmetic sane
 MAX_ZOOM_DEPTH = 8  # a tile at maxzoom - 8 averages 4**8 = 65,536 native tiles
@@ -31,6 +32,16 @@ class Settings(BaseSettings):
         MAX_CHECKPOINT_BYTES, ge=1, description="a larger checkpoint file is refused unread"
     )
     device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1, ...")
+    # The world is part of every tile's pixels, so it names the served version (`world`) with
+    # the checkpoint; World validates the pair (`_world`).
+    biome_px: int = Field(
+        DEFAULT_WORLD.biome_px,
+        description="a new biome (global style) about every this many px along x; 0 = one style",
+    )
+    biome_transition_px: int = Field(
+        DEFAULT_WORLD.transition_px,
+        description="width of the blend between two biomes, 1..biome_px / 2 (ignored with 0)",
+    )
     redis_url: str | None = Field(
         None,
         validation_alias="REDIS_URL",
@@ -141,6 +152,22 @@ class Settings(BaseSettings):
             )
         _ = parts.port  # ValueError for a port that is not a number in 0..65535
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _world(self) -> Settings:
+        try:
+            _ = self.world
+        except ValueError as exc:
+            raise ValueError(
+                f"biome_px {self.biome_px} with biome_transition_px {self.biome_transition_px}: "
+                f"{exc}"
+            ) from None
+        return self
+
+    @property
+    def world(self) -> World:
+        """The world every tile is rendered in (a valid one: `_world` checked the pair)."""
+        return World(self.biome_px, self.biome_transition_px)
 
     @model_validator(mode="after")
     def _zoom_range(self) -> Settings:

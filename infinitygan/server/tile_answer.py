@@ -56,10 +56,11 @@ async def answer_tile(
     if_none_match: str | None,
     receive: Receive,
 ) -> TileResponse:
-    """Answer a parsed, in-range address; `version` is the `?v=` the client sent, if any."""
+    """Answer a parsed, in-range address; `version` is the `?v=` the client sent, if any: a
+    URL of another checkpoint or world (another server's TileJSON) names other pixels."""
     if version is not None and version != service.version:
         raise UnknownVersion(
-            f"this server serves checkpoint version {service.version}, not {version}"
+            f"this server serves version {service.version} (checkpoint and world), not {version}"
         )
     key = service.key(addr, fmt)
     tag = etag(key)

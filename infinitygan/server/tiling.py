@@ -3,9 +3,10 @@
 At the native zoom N, tile (x, y) is canvas pixels [256x, 256x+256) x [256y, 256y+256); at
 N-d it covers 256 * 2**d pixels per side, area-averaged. Metatiles are aligned M x M blocks of
 native tiles: metatile (floor(x/M), floor(y/M)). A tile's bytes are a pure function of its
-content key (checkpoint version, seed, z, x, y, format with its encoder settings); its ETag and
+content key (served version, seed, z, x, y, format with its encoder settings); its ETag and
 its cache keys are spelled from that key, the lock that guards its metatile's render from the
-same key without the format.
+same key without the format. The served version is the checkpoint's and the world's
+(`World.version`): both decide the pixels.
 
 Pure Python on purpose: the HTTP prefetch client reuses this module without torch or FastAPI.
 """
@@ -33,7 +34,7 @@ COORD_BITS = 31  # at zoom N: -2**31 <= x, y < 2**31
 MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg"}
 FORMATS = tuple(MEDIA_TYPES)
 TILE_ROUTE = "/tiles/{seed}/{z}/{x}/{y_fmt}"
-# The tile URL carries the checkpoint version (TileJSON `?v=`): a tile never changes.
+# The tile URL carries the served version (TileJSON `?v=`): a tile never changes.
 TILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 # One spelling per tile: canonical decimal, ASCII digits only (`\d` would accept other scripts'
@@ -104,7 +105,7 @@ def _parse_int(pattern: re.Pattern[str], what: str, text: str) -> int:
 
 
 def tile_name(version: str, addr: TileAddress) -> str:
-    """A tile's pixels, whatever their encoding: the checkpoint version and the address."""
+    """A tile's pixels, whatever their encoding: the served version and the address."""
     return f"{version}.{addr.seed}.{addr.z}.{addr.x}.{addr.y}"
 
 

@@ -87,7 +87,8 @@ class LiveServer:
 
     @property
     def version(self) -> str:
-        return self.client.get("/readyz").json()["checkpoint_version"]
+        """The served version (checkpoint and world): the `?v=` of tile URLs, in cache keys."""
+        return self.client.get("/readyz").json()["version"]
 
 
 def settings_for(tiny: TinyCheckpoint, **overrides: Any) -> Settings:

@@ -51,6 +51,7 @@ def test_prefetch_job_runs_reports_and_skips_cached(server: LiveServer) -> None:
     assert created.headers["location"] == f"/prefetch/{body['id']}"
     assert body["total"] == 16 + 4 + 1
     assert body["state"] == "running"
+    assert body["version"] == server.version  # the tiles it caches: this checkpoint and world
     done = wait_for(server, body["id"], {"done"})
     assert done["done"] + done["skipped"] == done["total"] and done["failed"] == 0
     assert done["tiles_per_second"] > 0 and done["remaining"] == 0 and done["eta_seconds"] is None

@@ -1,7 +1,7 @@
 """Prefetch jobs shared by replicas on one Redis of the test's own (set up before the servers,
-so it outlives them): readable and cancellable on
-every replica, worked by several, finished by the others when one is SIGKILLed mid-job, and a
-unit that always fails counted failed after its attempts."""
+so it outlives them): readable and cancellable on every replica, worked by several, finished by
+the others when one is SIGKILLed mid-job, a unit that always fails counted failed after its
+attempts, and never worked by a replica that serves another version (checkpoint or world)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from infinitygan.model.checkpoint import LoadedCheckpoint
 from infinitygan.model.latents import global_latent
 from infinitygan.server.settings import Settings
 
-from .conftest import TinyCheckpoint, settings_for
+from .conftest import LiveServer, TinyCheckpoint, settings_for
 from .harness import RedisProcess, free_port, metric_value, start_serve, wait_ready
 from .test_prefetch import wait_for
 
@@ -63,6 +63,12 @@ def serve_replicas(tiny_checkpoint: TinyCheckpoint) -> Iterator[Any]:
         replica.proc.kill()
         replica.proc.wait(30)
         replica.client.close()
+
+
+def items_key(replica: Replica | LiveServer) -> str:
+    """The stream of prefetch work of the version `replica` serves."""
+    version = replica.client.get("/readyz").json()["version"]
+    return f"infinitygan:prefetch:{version}:items"
 
 
 def failing_for_seed(tiny: TinyCheckpoint, seed: int) -> tuple[LoadedCheckpoint, list[int]]:
@@ -183,8 +189,7 @@ def test_a_replica_killed_mid_job_loses_nothing(
     victim.proc.wait(10)
     redis = own_redis.client()
     held = {
-        c["name"].decode(): c["pending"]
-        for c in redis.xinfo_consumers("infinitygan:prefetch:items", "prefetch")
+        c["name"].decode(): c["pending"] for c in redis.xinfo_consumers(items_key(a), "prefetch")
     }
     assert any(f"-{victim.proc.pid}-" in name and n > 0 for name, n in held.items()), held
 
@@ -217,6 +222,7 @@ def test_a_restarted_replica_resumes_queued_work(
         "INFINITYGAN_PREFETCH_CLAIM_TIMEOUT_S": "1.5",
     }
     (first,) = serve_replicas(1, **env)
+    items = items_key(first)
     job = {"seed": 69, "minzoom": 7, "maxzoom": 8, "bbox": [0, 0, 15, 7]}
     job_id = first.client.post("/prefetch", json=job).json()["id"]
     deadline = time.monotonic() + 20
@@ -228,12 +234,52 @@ def test_a_restarted_replica_resumes_queued_work(
     assert first.proc.wait(30) in (0, -signal.SIGTERM)
     redis = own_redis.client()
     assert redis.hget(f"infinitygan:prefetch:job:{job_id}", "state") == b"running"
-    assert redis.xlen("infinitygan:prefetch:items") > 0  # work left, queued in Redis
+    assert redis.xlen(items) > 0  # work left, queued in Redis
 
     (second,) = serve_replicas(1, **env)
     done = wait_for(second, job_id, {"done"}, timeout=90)
     assert done["failed"] == 0 and done["done"] + done["skipped"] == done["total"] == 128 + 32
     assert second.metric(ITEMS, event="acked") > 0
+
+
+def test_a_replica_of_another_world_never_works_a_job(
+    own_redis: RedisProcess, live_server: Any, tiny_checkpoint: TinyCheckpoint
+) -> None:
+    """Two worlds on one Redis: a job caches the tiles of the version it was submitted to, only
+    that version's replicas work it (the other's would cache its own tiles and call the job
+    done), each version counts its own running jobs, and any replica reads or cancels any job."""
+    shared = {"redis_url": own_redis.url, "metatile": 1, "prefetch_max_jobs": 1}
+    biomes = live_server(settings_for(tiny_checkpoint, **shared))
+    plain = live_server(settings_for(tiny_checkpoint, biome_px=0, **shared))
+    assert biomes.version != plain.version
+    before = {r: r.metric(RENDERED) for r in (biomes, plain)}
+    job = {"seed": 63, "minzoom": 8, "maxzoom": 8, "bbox": [0, 0, 3, 1]}
+    created = plain.client.post("/prefetch", json=job).json()
+    assert created["version"] == plain.version
+    done = wait_for(biomes, created["id"], {"done"})  # read from the other world's replica
+    assert done["done"] == done["total"] == 8 and done["version"] == plain.version
+    assert biomes.metric(RENDERED) == before[biomes]
+    assert plain.metric(RENDERED) - before[plain] == 8
+    for x in range(4):
+        for y in range(2):
+            assert plain.client.get(f"/tiles/63/8/{x}/{y}.png").status_code == 200
+    assert plain.metric(RENDERED) - before[plain] == 8  # all were the job's, cached
+    assert biomes.metric(ITEMS, event="claimed") == 0
+    assert own_redis.client().xlen(items_key(biomes)) == 0  # no work of its version queued
+
+    long = {"seed": 64, "minzoom": 8, "maxzoom": 8, "bbox": [0, 0, 15, 15]}
+    ids = []
+    for replica in (biomes, plain):  # one running job each: the other's does not count
+        response = replica.client.post("/prefetch", json=long)
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["id"])
+    assert plain.client.post("/prefetch", json=long).status_code == 429
+    # cancelled from the other world's replica, the job frees its own version's slot
+    assert biomes.client.delete(f"/prefetch/{ids[1]}").json()["state"] == "cancelled"
+    again = plain.client.post("/prefetch", json=long)
+    assert again.status_code == 202, again.text
+    for replica, job_id in ((biomes, ids[0]), (plain, again.json()["id"])):
+        assert replica.client.delete(f"/prefetch/{job_id}").json()["state"] == "cancelled"
 
 
 def test_without_redis_jobs_live_in_the_process(

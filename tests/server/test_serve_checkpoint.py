@@ -195,7 +195,7 @@ def test_a_preloaded_checkpoint_is_not_read_again(
     checkpoint = load_checkpoint(settings)
     path.unlink()  # a second load would fail, and /readyz would say so
     server = live_server(settings, checkpoint=checkpoint)
-    assert server.version == tiny_checkpoint.version
+    assert server.client.get("/readyz").json()["checkpoint_version"] == tiny_checkpoint.version
     assert server.client.get("/tiles/1/8/0/0.png").status_code == 200
 
 

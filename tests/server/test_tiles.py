@@ -53,11 +53,17 @@ def test_tiles_equal_canvas_render(
     server: LiveServer, tiny_checkpoint: TinyCheckpoint, x0: int, y0: int
 ) -> None:
     """A 2x2 block of native tiles (from (-1, -1): it straddles metatile edges) equals the
-    same region rendered in one pass by the canvas renderer, within 1 uint8 level. The served
-    generator has noise, biases and styles switched on, so a misplaced term would show."""
-    seed = 11
+    same region rendered in one pass by the canvas renderer in the served world, within 1 uint8
+    level. The served generator has noise, biases and styles switched on, so a misplaced term
+    would show."""
+    seed = 13  # its styles at these places do not saturate the tiny model (assert_informative)
     tiles = assemble(server, seed, 8, range(x0, x0 + 2), range(y0, y0 + 2))
-    region = render_region(tiny_checkpoint.generator, seed, Rect(256 * x0, 256 * y0, 512, 512))
+    region = render_region(
+        tiny_checkpoint.generator,
+        seed,
+        Rect(256 * x0, 256 * y0, 512, 512),
+        world=server.settings.world,
+    )
     diff = np.abs(tiles.astype(np.int16) - region.astype(np.int16))
     assert diff.max() <= 1
     assert_informative(tiles)  # real content, not a flat or clipped image

@@ -1,7 +1,9 @@
 """Liveness, readiness (503 until the model is loaded and warmed) and Prometheus metrics.
 
-Readiness reports Redis as a short PING sees it ("up", "down", or "disabled" when unset); Redis
-down is still 200: it is an optimisation (tiles are rendered instead), not a dependency.
+Readiness names the checkpoint's version and the served one (`version`, the `?v=` of tile URLs:
+the checkpoint's with the world's tag), so a deployment can check what each replica serves. It
+reports Redis as a short PING sees it ("up", "down", or "disabled" when unset); Redis down is
+still 200: it is an optimisation (tiles are rendered instead), not a dependency.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "status": "ready",
-            "checkpoint_version": loaded.service.version,
+            "checkpoint_version": loaded.checkpoint.version,
+            "version": loaded.service.version,  # of tile URLs: the checkpoint's and the world's
             "redis": redis_status,
         },
         headers=NO_STORE,

@@ -1,4 +1,4 @@
-"""GET /tiles/{seed}/tilejson.json: TileJSON 3.0.0 with a checkpoint-versioned tile URL.
+"""GET /tiles/{seed}/tilejson.json: TileJSON 3.0.0 with a versioned tile URL.
 
 The tile URL never comes from the request (its `Host` is whatever the client says, and the
 answer is cacheable): it is `INFINITYGAN_PUBLIC_URL` + `/tiles/...` when that is set, else the
@@ -6,9 +6,16 @@ root-relative `/tiles/...`, which our viewer and prefetch client resolve against
 URL. TileJSON 3.0.0 asks for absolute URLs, and MapLibre GL does not resolve relative ones: set
 the public URL when such clients use the server.
 
-Beside the standard fields: `checkpoint_version`, and `band`, the canvas rows [y0, y1) the
-model was trained on (native-zoom pixels), which the viewer opens on; `format` (as in MBTiles
-metadata), the extension of the tile URL: `INFINITYGAN_TILE_FORMAT`, WebP by default."""
+The tile URL's `?v=` is the served version: the checkpoint's version with the world's tag
+(`World.version`), since both decide the pixels; a URL of another checkpoint or world is a 404.
+
+Beside the standard fields: `checkpoint_version`, the checkpoint's own version; `world`, how the
+global style changes along x (`INFINITYGAN_BIOME_PX`, `INFINITYGAN_BIOME_TRANSITION_PX`):
+`biomes` (false: one style everywhere, as in the paper), `biome_px`, `transition_px` (both 0
+with one style) and `version`, the served version of the tile URL; `band`, the canvas rows
+[y0, y1) the model was trained on (native-zoom pixels), which the viewer opens on; `format` (as
+in MBTiles metadata), the extension of the tile URL: `INFINITYGAN_TILE_FORMAT`, WebP by
+default."""
 
 from __future__ import annotations
 
@@ -40,8 +47,9 @@ async def get_tilejson(request: Request, seed: str) -> JSONResponse:
         "minzoom": state.settings.minzoom,
         "maxzoom": state.settings.maxzoom,
         "tileSize": TILE_SIZE,
-        "checkpoint_version": service.version,
+        "checkpoint_version": loaded.checkpoint.version,
+        "world": {**state.settings.world.describe(), "version": service.version},
         "band": list(loaded.checkpoint.config.band),
     }
-    # Short-lived: a new checkpoint changes the tile URL, and clients must see it.
+    # Short-lived: a new checkpoint or world changes the tile URL, and clients must see it.
     return JSONResponse(doc, headers={"Cache-Control": "public, max-age=60"})

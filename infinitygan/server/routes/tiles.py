@@ -36,7 +36,9 @@ async def get_tile(
     z: str,
     x: str,
     y_fmt: str,
-    v: Annotated[str | None, Query(description="checkpoint version (from TileJSON)")] = None,
+    v: Annotated[
+        str | None, Query(description="checkpoint and world version (from TileJSON)")
+    ] = None,
 ) -> Response:
     state = server_state(request)
     service = state.require().service

@@ -9,19 +9,42 @@
  * horizon); above and below it only extends sky and ground. So the first view is centred on the
  * band, over-zoomed until the band and as much again above and below fill the window, and the
  * centre cannot be panned further than one band height beyond it.
+ *
+ * Travel pans steadily east at the current zoom and height, through the world's biomes
+ * (TileJSON's `world`), and requests the tiles just ahead of the view so they are rendered by
+ * the time they come into it. The permalink follows once a second (replaceState: no history
+ * entry per frame).
  */
 (function () {
   "use strict";
 
   var SEED_RE = /^[0-9]{1,19}$/;
   var MAX_X = 549755813888; // 2^39 canvas px: native tiles x are valid in [-2^31, 2^31)
+  // Travel speeds in canvas px per second at the native zoom and above; the server must render
+  // what comes into view. A 2-core CPU renders a metatile (4 x 256 = 1024 px square) in about
+  // 1.3 s, and a window on the horizon band spans two metatile rows (y = 0 is a metatile edge):
+  // each 1024 px travelled costs ~2.6 s of rendering, so ~390 px/s at most. The default, 256,
+  // leaves a third of that for the tiles ahead, other requests and other viewers; the faster
+  // speeds are for a GPU. Over-zoomed (the opening view) the same speed moves the screen faster
+  // at the same cost; below the native zoom a screen spans 2x more canvas rows per level, so
+  // the speed in canvas px halves per level and the metatiles rendered per second stay the same.
+  var TRAVEL_SPEEDS = [128, 256, 512, 1024];
+  var TRAVEL_DEFAULT = 256;
+  var TRAVEL_UPDATE_MS = 1000; // permalink, status and tiles ahead, while travelling
+  var AHEAD_S = 4; // request tiles this many seconds of travel east of the view
+  var AHEAD_MAX = 4; // of them in flight at once: the map's own tiles keep connections
   var form = document.getElementById("seed-form");
   var seedInput = document.getElementById("seed");
   var statusBox = document.getElementById("status");
+  var travelButton = document.getElementById("travel");
+  var speedSelect = document.getElementById("travel-speed");
   var map = null;
   var layer = null;
+  var grid = null; // TileJSON's tile URL, zoom range and tile size
   var seed = "0";
   var pointer = null;
+  var travel = { on: false, zooming: false, frame: 0, last: 0, carry: 0, updated: 0 };
+  var ahead = { queue: [], inFlight: 0, seen: {}, count: 0 };
 
   function readHash() {
     var out = {};
@@ -50,6 +73,7 @@
     var c = map.getCenter();
     var text = "seed " + seed + " · zoom " + map.getZoom() +
       " · centre x " + Math.round(c.lng) + ", y " + Math.round(c.lat);
+    if (travel.on) { text += " · travelling east at " + canvasSpeed() + " px/s"; }
     if (pointer) {
       text += " · pointer x " + Math.floor(pointer.lng) + ", y " + Math.floor(pointer.lat);
     }
@@ -60,6 +84,12 @@
   function fail(message) {
     statusBox.className = "panel error";
     statusBox.textContent = message;
+  }
+
+  // "biomes every 4096 px" or "one style" (TileJSON's `world`; absent from older servers).
+  function worldText(world) {
+    if (!world) { return ""; }
+    return world.biomes ? "biomes every " + world.biome_px + " px" : "one style";
   }
 
   function fetchTileJSON(s) {
@@ -100,6 +130,7 @@
       maxBoundsViscosity: 1.0,
     });
     map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
+    var world = worldText(tj.world);
     layer = L.tileLayer(tj.tiles[0], {
       tileSize: tj.tileSize,
       minZoom: tj.minzoom,
@@ -107,11 +138,16 @@
       maxZoom: native + 2,
       noWrap: true,
       keepBuffer: 2,
-      attribution: "InfinityGAN (Lin et al., ICLR 2022) · checkpoint " + tj.checkpoint_version,
+      attribution: "InfinityGAN (Lin et al., ICLR 2022) · checkpoint " + tj.checkpoint_version +
+        (world ? " · " + world : ""),
     }).addTo(map);
     layer.on("tileerror", function () { fail("some tiles failed to load; retrying on pan"); });
     map.setView([view.y, view.x], view.z === null ? openingZoom(tj) : view.z);
-    map.on("moveend zoomend", function () { writeHash(); showStatus(); });
+    // While travelling, the frame loop refreshes these once a second instead of every frame.
+    map.on("moveend zoomend", function () { if (!travel.on) { writeHash(); showStatus(); } });
+    map.on("zoomstart", function () { travel.zooming = true; });
+    map.on("zoomend", function () { travel.zooming = false; });
+    map.on("dragstart", function () { setTravel(false); });
     map.on("mousemove", function (e) { pointer = e.latlng; showStatus(); });
     map.on("mouseout", function () { pointer = null; showStatus(); });
     showStatus();
@@ -122,6 +158,7 @@
     fetchTileJSON(s).then(function (tj) {
       seed = s;
       seedInput.value = s;
+      grid = { url: tj.tiles[0], minzoom: tj.minzoom, native: tj.maxzoom, size: tj.tileSize };
       if (!map) {
         createMap(tj, view || { x: 0, y: (tj.band[0] + tj.band[1]) / 2, z: null });
       } else {
@@ -131,6 +168,83 @@
       writeHash();
       showStatus();
     }).catch(function (err) { fail(String(err.message || err)); });
+  }
+
+  // Canvas px per second: the chosen speed, halved per zoom level below the native zoom.
+  function canvasSpeed() {
+    return Number(speedSelect.value) * Math.min(1, map.getZoomScale(map.getZoom(), grid.native));
+  }
+
+  function travelFrame(now) {
+    var dt = Math.min(now - travel.last, 100) / 1000; // back from a hidden tab: no leap
+    travel.last = now;
+    if (!travel.zooming) {
+      travel.carry += canvasSpeed() * map.getZoomScale(map.getZoom(), grid.native) * dt;
+      var step = Math.floor(travel.carry); // panBy moves whole screen pixels
+      if (step > 0) {
+        travel.carry -= step;
+        map.panBy([step, 0], { animate: false });
+      }
+      if (map.getBounds().getEast() >= MAX_X) { setTravel(false); return; } // the canvas's end
+    }
+    if (now - travel.updated >= TRAVEL_UPDATE_MS) {
+      travel.updated = now;
+      writeHash();
+      showStatus();
+      requestAhead();
+    }
+    travel.frame = requestAnimationFrame(travelFrame);
+  }
+
+  function setTravel(on) {
+    if (!map || on === travel.on) { return; }
+    travel.on = on;
+    travelButton.setAttribute("aria-pressed", String(on));
+    if (on) {
+      travel.last = travel.updated = performance.now();
+      travel.carry = 0;
+      requestAhead();
+      travel.frame = requestAnimationFrame(travelFrame);
+    } else {
+      cancelAnimationFrame(travel.frame);
+      ahead.queue = [];
+      writeHash();
+    }
+    showStatus();
+  }
+
+  // The tiles of the next AHEAD_S seconds of travel east of the view, nearest first, at the
+  // zoom the tile layer loads; the map's own requests for them then find them rendered (tile
+  // URLs are versioned and immutable, so the browser keeps them).
+  function requestAhead() {
+    var tileZoom = Math.max(grid.minzoom, Math.min(grid.native, Math.round(map.getZoom())));
+    var span = grid.size * Math.pow(2, grid.native - tileZoom); // canvas px per tile
+    var b = map.getBounds();
+    var first = Math.floor(b.getEast() / span) + 1; // the column in view is the map's own
+    var last = Math.floor((b.getEast() + AHEAD_S * canvasSpeed()) / span);
+    var top = Math.floor(Math.min(b.getNorth(), b.getSouth()) / span);
+    var bottom = Math.floor(Math.max(b.getNorth(), b.getSouth()) / span);
+    ahead.queue = [];
+    for (var x = first; x <= last; x++) {
+      for (var y = top; y <= bottom; y++) {
+        var url = L.Util.template(grid.url, { z: tileZoom, x: x, y: y });
+        if (!ahead.seen[url]) { ahead.queue.push(url); }
+      }
+    }
+    pumpAhead();
+  }
+
+  function pumpAhead() {
+    while (ahead.inFlight < AHEAD_MAX && ahead.queue.length) {
+      var url = ahead.queue.shift();
+      if (ahead.count > 4096) { ahead.seen = {}; ahead.count = 0; }
+      ahead.seen[url] = true;
+      ahead.count++;
+      ahead.inFlight++;
+      var img = new Image();
+      img.onload = img.onerror = function () { ahead.inFlight--; pumpAhead(); };
+      img.src = url;
+    }
   }
 
   function viewFromHash(h) {
@@ -147,6 +261,17 @@
   });
   document.getElementById("home").addEventListener("click", function () {
     if (map) { map.setView([0, 0], map.getZoom()); }
+  });
+  TRAVEL_SPEEDS.forEach(function (speed) {
+    speedSelect.add(new Option(speed + " px/s", String(speed), false, speed === TRAVEL_DEFAULT));
+  });
+  travelButton.addEventListener("click", function () { setTravel(!travel.on); });
+  speedSelect.addEventListener("change", function () { if (travel.on) { showStatus(); } });
+  // T toggles travel from anywhere but a text field (the button itself takes Enter and Space).
+  document.addEventListener("keydown", function (e) {
+    if ((e.key !== "t" && e.key !== "T") || e.ctrlKey || e.metaKey || e.altKey) { return; }
+    if (/^(INPUT|SELECT|TEXTAREA)$/.test(e.target.tagName)) { return; }
+    setTravel(!travel.on);
   });
   window.addEventListener("hashchange", function () {
     var h = readHash();
