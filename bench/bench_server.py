@@ -130,7 +130,7 @@ class Server:
             ],
             cwd=ROOT,
         )
-        self.version = wait_ready(self.url, self.proc, timeout_s=300).json()["checkpoint_version"]
+        wait_ready(self.url, self.proc, timeout_s=300)
         self.pid = self.proc.pid
         self.minzoom = settings["minzoom"]
 
@@ -533,6 +533,8 @@ def main() -> None:
         "maxzoom": 8,
         "render_timeout_s": 600,
         "queue_interactive": 4096,
+        # one style, like the raw render_batch it is compared with (bench_biomes.py: biomes)
+        "biome_px": 0,
     }
     print(
         f"checkpoint {checkpoint}; format {args.format}; metatile {args.metatile}; "
