@@ -1,11 +1,13 @@
 // Screenshot the web viewer in headless Chromium after dragging the map across tile borders, then
 // check that travel moves the view east and that its permalink reopens it.
 //   npm install playwright-core   (no browser download; it drives Debian's /usr/bin/chromium)
-//   node scripts/screenshot_viewer.mjs http://127.0.0.1:8000/ docs/viewer.png
+//   node scripts/screenshot_viewer.mjs http://127.0.0.1:8000/ docs/viewer.png [#seed=1&z=8&x=1734&y=-150]
+// (the optional permalink is where to open instead of seed 7's opening view)
 // Exits non-zero if a tile request failed or the page logged an error.
 import { chromium } from "playwright-core";
 
-const [url = "http://127.0.0.1:8000/", out = "docs/viewer.png"] = process.argv.slice(2);
+const [url = "http://127.0.0.1:8000/", out = "docs/viewer.png", open = "#seed=7"] =
+  process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
@@ -31,7 +33,7 @@ const tilesLoaded = () =>
     null,
     { timeout: 600_000, polling: 250 },
   );
-await page.goto(url + "#seed=7"); // the opening view a newcomer gets, for seed 7
+await page.goto(url + open); // by default the opening view a newcomer gets, for seed 7
 await tilesLoaded();
 // Drag the map 700 px left and 150 px up: several tile columns and a row cross the view.
 const box = await page.locator("#map").boundingBox();
