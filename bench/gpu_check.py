@@ -9,7 +9,11 @@
 3. Render throughput at 1/4/16 metatiles per call, fp32 vs bf16: the renderer has no bf16
    option, so `torch.autocast(bfloat16)` is put around it here, and its pixels are compared with
    fp32's. Warm-up calls first; the device is synchronised around every timing.
-4. `infinitygan serve` on the device (bench_overload.Served: a free port, ready when /readyz
+4. Biomes: metatiles in a transition of the default world (the spatial kernels, batched) on the
+   device, their pixels against the CPU's and their rate against the same metatiles with
+   biomes off (on a 2-core CPU a transition costs ~1.2x; on a GPU the extra per-column passes
+   are memory-bound, so this row says what they cost there).
+5. `infinitygan serve` on the device (bench_overload.Served: a free port, ready when /readyz
    says so), warmed, then cold tiles (fresh seeds: render-bound, every tile of each metatile at
    once, as bench_server's cold phase) and cached tiles (wrk, else a bounded Python load).
 
@@ -327,6 +331,42 @@ def throughput(checkpoint: Path, device: Any, sizes: Sizes, table: Table) -> dic
     return tiles_per_s
 
 
+def biomes(checkpoint: Path, device: Any, sizes: Sizes, table: Table) -> None:
+    """Transition metatiles of the default world on the device: pixels vs the CPU's, and
+    metatiles/s against the same metatiles with biomes off, at the largest batch."""
+    from infinitygan.model import canvas
+    from infinitygan.model.canvas import CanvasRenderer, Rect
+    from infinitygan.model.checkpoint import load_generator
+    from infinitygan.model.world import DEFAULT_WORLD
+
+    gen = load_generator(checkpoint, device).generator
+    side, batch, seed = sizes.metatile_px, sizes.batches[-1], 11
+    row = [
+        Rect(side * i, -side // 2, side, side) for i in range(4 * DEFAULT_WORLD.biome_px // side)
+    ]
+    across = [
+        r
+        for r in row
+        if canvas.window_blend(gen.cfg, DEFAULT_WORLD, seed, canvas._window(gen.cfg, r)).z.shape[0]
+        > 1
+    ]
+    jobs = [(seed, r) for r in across[:batch]]
+    log(f"biomes: {len(jobs)} transition metatiles of {side} px on {device}, then on cpu")
+    world_rate, _, out = timed_render(
+        lambda: CanvasRenderer(gen, DEFAULT_WORLD)(jobs), device, sizes
+    )
+    off_rate, _, _ = timed_render(lambda: CanvasRenderer(gen)(jobs), device, sizes)
+    reference = CanvasRenderer(load_generator(checkpoint, "cpu").generator, DEFAULT_WORLD)(jobs)
+    most, mean = diff(out, reference)
+    table.add(
+        f"biomes: {len(jobs)} transition metatiles of {side} px per call ({DEFAULT_WORLD.tag})",
+        f"{world_rate * len(jobs):.3g} metatiles/s, x{off_rate / world_rate:.2f} the time of "
+        f"biomes off; vs cpu pixels max {most}, mean {mean:.4f}"
+        f"{'' if most <= 1 else ' (> 1 level)'}",
+        ok=most <= 1,
+    )
+
+
 async def python_load(url: str, paths: Sequence[str], requests: int, connections: int) -> dict:
     """`requests` GETs spread over `paths` by `connections` concurrent workers (the fallback
     when wrk is missing): requests/s, median and p99 latency, answers other than 200."""
@@ -383,6 +423,7 @@ def server(
         "INFINITYGAN_BATCH_MAX": str(batch),
         "INFINITYGAN_RENDER_TIMEOUT_S": "300",
         "INFINITYGAN_TILE_FORMAT": "webp",
+        "INFINITYGAN_BIOME_PX": "0",  # one style, as the raw render it is compared with
     }
     log(f"server: infinitygan serve on {device} (metatile {m}, batch {batch})")
     served = Served(ROOT, env)
@@ -468,7 +509,7 @@ def run_part(name: str, table: Table, deadline: float, part: Callable[[], object
         table.add(name, f"FAILED: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}", False)
 
 
-PARTS = ("tests", "pixels", "throughput", "server")
+PARTS = ("tests", "pixels", "throughput", "biomes", "server")
 
 
 def parts_list(text: str) -> tuple[str, ...]:
@@ -522,6 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tests": lambda: seamlessness(device, table),
         "pixels": lambda: pixels(checkpoint, device, sizes, table),
         "throughput": lambda: rates.update(throughput(checkpoint, device, sizes, table)),
+        "biomes": lambda: biomes(checkpoint, device, sizes, table),
         "server": lambda: server(checkpoint, device, sizes, load, rates, table),
     }
     try:
