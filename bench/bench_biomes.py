@@ -26,17 +26,13 @@ import torch
 from machine import cpu_flags, cpu_name, paused  # bench/, beside this script
 
 from infinitygan.malloc_tuning import keep_render_memory
-from infinitygan.model.canvas import CanvasRenderer, Rect, _window, window_blend
+from infinitygan.model.canvas import CanvasRenderer, Rect, anchors_reaching
 from infinitygan.model.checkpoint import DEFAULT_CHECKPOINT, load_generator
 from infinitygan.model.config import PRESETS
 from infinitygan.model.networks import Generator
 from infinitygan.model.world import DEFAULT_WORLD, ONE_STYLE, World
 
 TILE = 256
-
-
-def _anchors(g: Generator, world: World, seed: int, rect: Rect) -> int:
-    return window_blend(g.cfg, world, seed, _window(g.cfg, rect)).z.shape[0]
 
 
 def _time(render: CanvasRenderer, seed: int, rect: Rect) -> float:
@@ -71,7 +67,7 @@ def main() -> None:
     side = args.metatile * TILE
     span = max(4 * world.biome_px // side, 8)
     row = [Rect(i * side, -side // 2, side, side) for i in range(span)]  # along the horizon
-    counts = [_anchors(g, world, args.seed, r) for r in row]
+    counts = [anchors_reaching(g.cfg, world, args.seed, r) for r in row]
     if 1 not in counts or max(counts) < 2:
         p.error(f"no metatile of {side} px lies inside a biome of {world.biome_px} px")
     inside = row[counts.index(1)]

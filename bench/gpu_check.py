@@ -344,12 +344,7 @@ def biomes(checkpoint: Path, device: Any, sizes: Sizes, table: Table) -> None:
     row = [
         Rect(side * i, -side // 2, side, side) for i in range(4 * DEFAULT_WORLD.biome_px // side)
     ]
-    across = [
-        r
-        for r in row
-        if canvas.window_blend(gen.cfg, DEFAULT_WORLD, seed, canvas._window(gen.cfg, r)).z.shape[0]
-        > 1
-    ]
+    across = [r for r in row if canvas.anchors_reaching(gen.cfg, DEFAULT_WORLD, seed, r) > 1]
     jobs = [(seed, r) for r in across[:batch]]
     log(f"biomes: {len(jobs)} transition metatiles of {side} px on {device}, then on cpu")
     world_rate, _, out = timed_render(

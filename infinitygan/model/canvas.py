@@ -112,7 +112,6 @@ class WindowBlend:
     """A window's anchors under a world with biomes: their z_g [A, Z] and blend weights [A, n]
     at G_S's input cell columns and at each G_T conv output's columns (StyleField, unbatched)."""
 
-    first: int  # index of the first anchor
     z: torch.Tensor
     cells: np.ndarray
     layers: list[np.ndarray]
@@ -132,7 +131,13 @@ def window_blend(cfg: GeneratorConfig, world: World, seed: int, window: _Window)
     first, w = world.weights(seed, np.concatenate(columns))
     parts = np.split(w, np.cumsum([c.size for c in columns])[:-1], axis=1)
     z = world.anchor_latents(seed, first, w.shape[0], cfg.z_dim)
-    return WindowBlend(first, z, parts[0], parts[1:])
+    return WindowBlend(z, parts[0], parts[1:])
+
+
+def anchors_reaching(cfg: GeneratorConfig, world: World, seed: int, rect: Rect) -> int:
+    """How many anchors' styles reach the window that renders `rect`: 1 inside a biome (the
+    renderer's one-style kernels), more where it touches a transition (the spatial ones)."""
+    return window_blend(cfg, world, seed, _window(cfg, rect)).z.shape[0]
 
 
 def stack_blends(blends: Sequence[WindowBlend], device: torch.device) -> StyleField:

@@ -21,10 +21,10 @@ from infinitygan.model import canvas
 from infinitygan.model.canvas import (
     CanvasRenderer,
     Rect,
+    anchors_reaching,
     downsample_2x,
     render_batch,
     render_region,
-    window_blend,
     window_inputs,
 )
 from infinitygan.model.networks import Generator
@@ -303,8 +303,7 @@ WORLD = World(biome_px=512, transition_px=256)
 
 
 def _anchors(g: Generator, seed: int, rect: Rect, world: World = WORLD) -> int:
-    """Anchors whose styles reach the window that renders `rect`."""
-    return window_blend(g.cfg, world, seed, canvas._window(g.cfg, rect)).z.shape[0]
+    return anchors_reaching(g.cfg, world, seed, rect)
 
 
 @pytest.mark.parametrize("tx", [0, -3, FAR - 1, -FAR])
